@@ -1,0 +1,64 @@
+# Lindero: two commands on a fresh machine.
+#   make demo   set everything up, start Kafka + services, play a scene, show it live
+#   make test   set everything up, provision Kafka, run lint and every test layer
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.12 || command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: help venv kafka-runtime lint format test test-unit test-integration demo bench clean
+
+help:
+	@echo "make demo   - set up and run the live demo (Ctrl-C stops everything)"
+	@echo "make test   - set up from scratch and run lint + all tests against a real Kafka"
+	@echo "make test-unit, make lint, make format, make bench, make clean"
+
+$(STAMP):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	@echo "==> creating $(VENV) with $(PYTHON) and installing pinned packages"
+	@rm -rf $(VENV)
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet --progress-bar off -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+kafka-runtime: venv
+	@$(BIN)/lindero kafka fetch
+
+lint: venv
+	@echo "==> ruff, mypy, schema freshness"
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+	@$(BIN)/mypy
+	@$(BIN)/lindero schemas export --check
+
+format: venv
+	@$(BIN)/ruff format .
+	@$(BIN)/ruff check --fix .
+
+test-unit: venv
+	@$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: venv kafka-runtime
+	@$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+test: venv kafka-runtime lint
+	@echo "==> tests (unit, integration) against a real Kafka the suite starts itself"
+	@$(BIN)/pytest tests $(PYTEST_ARGS)
+
+demo: venv kafka-runtime
+	@$(BIN)/lindero demo
+
+bench: venv kafka-runtime
+	@$(BIN)/python bench/ingest.py
+
+clean:
+	@-$(BIN)/lindero kafka down 2>/dev/null
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

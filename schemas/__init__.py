@@ -1,0 +1,34 @@
+"""Lindero's wire contract: pydantic models, the topics registry and the JSON Schema export.
+
+Nothing here does I/O. Every producer validates strictly against these models and every
+consumer parses with them, so a wire format is defined in exactly one place.
+"""
+
+from schemas.common import SCHEMA_VERSION, GeoPoint, Owner, Position, TargetClass, WireModel
+from schemas.events import (
+    DroneEvent,
+    GroundEvent,
+    RadarEvent,
+    SensorEvent,
+    SensorEventRecord,
+    SensorStatus,
+    SensorStatusRecord,
+    SensorType,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DroneEvent",
+    "GeoPoint",
+    "GroundEvent",
+    "Owner",
+    "Position",
+    "RadarEvent",
+    "SensorEvent",
+    "SensorEventRecord",
+    "SensorStatus",
+    "SensorStatusRecord",
+    "SensorType",
+    "TargetClass",
+    "WireModel",
+]

@@ -1,0 +1,381 @@
+"""The deployment's world, from one YAML file: countries, regions, sensors and gateways.
+
+Loaded once at start-up and validated completely; every problem is reported with the file,
+the line, the path inside the document and what is wrong, e.g.::
+
+    config/demo.yaml:57: sensors[3].position.lat: Input should be less than or equal to 90
+
+Polygons are GeoJSON-ordered ``[lon, lat]`` pairs. Later sections (borders, zones, command
+centres, teams, agreements, rules) extend :class:`LinderoConfig` as the services grow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from schemas.common import CountryCode, Identifier, Latitude, Longitude, Owner, Position
+from schemas.events import GroundModality, SensorType
+from services.core import geo
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or invalid; ``problems`` says where."""
+
+    def __init__(self, path: Path, problems: Sequence[Problem]) -> None:
+        self.path = path
+        self.problems = list(problems)
+        lines = [problem.render(path) for problem in self.problems]
+        super().__init__(f"invalid configuration {path}:\n  " + "\n  ".join(lines))
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong in the configuration."""
+
+    where: str
+    message: str
+    line: int | None = None
+
+    def render(self, path: Path) -> str:
+        place = f"{path}:{self.line}" if self.line is not None else str(path)
+        return f"{place}: {self.where}: {self.message}" if self.where else f"{place}: {self.message}"
+
+
+class ConfigModel(BaseModel):
+    """Configuration sections: immutable, unknown keys refused (typos fail loudly)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+LonLatPair = tuple[Longitude, Latitude]
+
+
+class Agency(ConfigModel):
+    """An agency of a country (army, police, border guard...)."""
+
+    id: Identifier
+    name: Name
+
+
+class Country(ConfigModel):
+    """A country taking part, with its agencies."""
+
+    code: CountryCode = Field(description="ISO 3166-1 alpha-2")
+    name: Name
+    iso_numeric: Annotated[str, StringConstraints(pattern=r"^\d{3}$")] = Field(
+        description="ISO 3166-1 numeric; the id of its outline in Natural Earth / world-atlas"
+    )
+    agencies: list[Agency] = Field(min_length=1)
+
+
+class Region(ConfigModel):
+    """A watched stretch of border: its area and the origin of its local east-north-up frame."""
+
+    id: Identifier
+    name: Name
+    countries: list[CountryCode] = Field(min_length=1, description="countries the area covers")
+    area: list[LonLatPair] = Field(min_length=3, max_length=10_000, description="[lon, lat] ring")
+    origin: Position | None = Field(default=None, description="local frame origin; default centroid")
+
+    @property
+    def frame_origin(self) -> Position:
+        """The local frame origin: the configured one, else the area centroid at 0 m."""
+        if self.origin is not None:
+            return self.origin
+        lon, lat = geo.ring_centroid(self.area)
+        return Position(lat=lat, lon=lon, alt_m=0.0)
+
+    def contains(self, lat: float, lon: float) -> bool:
+        """True when the point lies in the region's area."""
+        return geo.point_in_ring(lon, lat, self.area)
+
+
+class RadarParams(ConfigModel):
+    """How a ground-surveillance radar performs (used by the correlator and the simulator)."""
+
+    max_range_m: float = Field(default=12_000.0, gt=0, le=200_000, description="metres")
+    range_sigma_m: float = Field(default=15.0, gt=0, le=1_000, description="metres, one sigma")
+    bearing_sigma_deg: float = Field(default=0.6, gt=0, le=20, description="degrees, one sigma")
+    scan_period_s: float = Field(default=2.0, gt=0, le=60, description="seconds per revolution")
+    detection_probability: float = Field(default=0.9, gt=0, le=1)
+    clutter_per_scan: float = Field(default=1.0, ge=0, le=1_000, description="false plots/scan")
+
+
+class DroneParams(ConfigModel):
+    """A drone's camera and flight envelope."""
+
+    footprint_radius_m: float = Field(default=250.0, gt=0, le=10_000, description="metres")
+    cruise_alt_m: float = Field(default=120.0, gt=0, le=5_000, description="metres above ground")
+    position_sigma_m: float = Field(default=12.0, gt=0, le=1_000, description="geolocation, 1 sigma")
+
+
+class GroundParams(ConfigModel):
+    """An unattended ground sensor's modality and reach."""
+
+    modality: GroundModality
+    detection_radius_m: float = Field(default=40.0, gt=0, le=5_000, description="metres")
+    false_alarms_per_hour: float = Field(default=0.2, ge=0, le=3_600)
+
+
+class _SensorBase(ConfigModel):
+    id: Identifier
+    name: Name | None = None
+    owner: Owner
+    region: Identifier
+    heartbeat_interval_s: float = Field(
+        default=60.0, gt=0, le=86_400, description="seconds between expected heartbeats"
+    )
+
+
+class RadarSensor(_SensorBase):
+    """A fixed ground-surveillance radar."""
+
+    type: Literal[SensorType.RADAR]
+    position: Position
+    radar: RadarParams = RadarParams()
+
+
+class DroneSensor(_SensorBase):
+    """A drone; it reports its own position with each detection. ``base`` is its launch site."""
+
+    type: Literal[SensorType.DRONE]
+    base: Position
+    drone: DroneParams = DroneParams()
+
+    @property
+    def position(self) -> Position | None:
+        """Drones have no fixed site."""
+        return None
+
+
+class GroundSensor(_SensorBase):
+    """An unattended ground sensor at a surveyed site."""
+
+    type: Literal[SensorType.GROUND]
+    position: Position
+    ground: GroundParams
+
+
+SensorConfig = Annotated[RadarSensor | DroneSensor | GroundSensor, Field(discriminator="type")]
+
+
+class ApiKeyHash(ConfigModel):
+    """A gateway API key as stored: its public id and the SHA-256 of its secret part."""
+
+    id: Identifier
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+class RateLimit(ConfigModel):
+    """A token bucket: sustained events per second and the burst allowed above it."""
+
+    events_per_s: float = Field(gt=0, le=1_000_000, description="sustained events per second")
+    burst: int = Field(ge=1, le=10_000_000, description="events allowed at once")
+
+
+class Gateway(ConfigModel):
+    """A sensor gateway: who owns it, its API keys and the sensors it may post for."""
+
+    id: Identifier
+    name: Name | None = None
+    owner: Owner
+    api_keys: list[ApiKeyHash] = Field(min_length=1, max_length=16)
+    sensors: list[Identifier] = Field(min_length=1)
+    rate_limit: RateLimit | None = Field(default=None, description="default: ingest settings")
+
+
+class LinderoConfig(ConfigModel):
+    """The whole deployment configuration."""
+
+    countries: list[Country] = Field(min_length=1)
+    regions: list[Region] = Field(min_length=1)
+    sensors: list[SensorConfig] = Field(default_factory=list)
+    gateways: list[Gateway] = Field(default_factory=list)
+
+    @cached_property
+    def countries_by_code(self) -> dict[str, Country]:
+        return {country.code: country for country in self.countries}
+
+    @cached_property
+    def regions_by_id(self) -> dict[str, Region]:
+        return {region.id: region for region in self.regions}
+
+    @cached_property
+    def sensors_by_id(self) -> dict[str, RadarSensor | DroneSensor | GroundSensor]:
+        return {sensor.id: sensor for sensor in self.sensors}
+
+    @cached_property
+    def gateways_by_id(self) -> dict[str, Gateway]:
+        return {gateway.id: gateway for gateway in self.gateways}
+
+
+def _duplicates(section: str, ids: Iterable[str]) -> list[tuple[tuple[Any, ...], str]]:
+    seen: dict[str, int] = {}
+    found: list[tuple[tuple[Any, ...], str]] = []
+    for index, item_id in enumerate(ids):
+        if item_id in seen:
+            found.append(
+                ((section, index, "id"), f"duplicate id {item_id!r} (first at index {seen[item_id]})")
+            )
+        else:
+            seen[item_id] = index
+    return found
+
+
+def cross_check(config: LinderoConfig) -> list[tuple[tuple[Any, ...], str]]:
+    """Problems no single section can see: dangling references, duplicates, misplaced sensors."""
+    found: list[tuple[tuple[Any, ...], str]] = []
+    found += _duplicates("countries", (c.code for c in config.countries))
+    found += _duplicates("regions", (r.id for r in config.regions))
+    found += _duplicates("sensors", (s.id for s in config.sensors))
+    found += _duplicates("gateways", (g.id for g in config.gateways))
+
+    def owner_problem(owner: Owner) -> str | None:
+        country = config.countries_by_code.get(owner.country)
+        if country is None:
+            return f"unknown country {owner.country!r}"
+        if owner.agency not in {agency.id for agency in country.agencies}:
+            return f"country {owner.country} has no agency {owner.agency!r}"
+        return None
+
+    for index, area in enumerate(config.regions):
+        for j, code in enumerate(area.countries):
+            if code not in config.countries_by_code:
+                found.append((("regions", index, "countries", j), f"unknown country {code!r}"))
+        if not geo.ring_is_simple_enough(area.area):
+            found.append(
+                (("regions", index, "area"), "the area needs three distinct points and a non-zero area")
+            )
+
+    for index, sensor in enumerate(config.sensors):
+        problem = owner_problem(sensor.owner)
+        if problem:
+            found.append((("sensors", index, "owner"), problem))
+        region = config.regions_by_id.get(sensor.region)
+        if region is None:
+            found.append((("sensors", index, "region"), f"unknown region {sensor.region!r}"))
+            continue
+        site = sensor.base if isinstance(sensor, DroneSensor) else sensor.position
+        field = "base" if isinstance(sensor, DroneSensor) else "position"
+        if not region.contains(site.lat, site.lon):
+            found.append(
+                (("sensors", index, field), f"({site.lat}, {site.lon}) lies outside region {region.id!r}")
+            )
+
+    key_ids: dict[str, str] = {}
+    for index, gateway in enumerate(config.gateways):
+        problem = owner_problem(gateway.owner)
+        if problem:
+            found.append((("gateways", index, "owner"), problem))
+        for j, key in enumerate(gateway.api_keys):
+            if key.id in key_ids:
+                found.append(
+                    (
+                        ("gateways", index, "api_keys", j, "id"),
+                        f"key id {key.id!r} already used by gateway {key_ids[key.id]!r}",
+                    )
+                )
+            key_ids[key.id] = gateway.id
+        for j, sensor_id in enumerate(gateway.sensors):
+            listed = config.sensors_by_id.get(sensor_id)
+            if listed is None:
+                found.append((("gateways", index, "sensors", j), f"unknown sensor {sensor_id!r}"))
+            elif listed.owner != gateway.owner:
+                found.append(
+                    (
+                        ("gateways", index, "sensors", j),
+                        f"sensor {sensor_id!r} belongs to {listed.owner.country}/{listed.owner.agency}, "
+                        f"not to the gateway's owner {gateway.owner.country}/{gateway.owner.agency}",
+                    )
+                )
+    return found
+
+
+def _locate(root: yaml.Node | None, data: Any, loc: Sequence[Any]) -> tuple[str, int | None]:
+    """Turn a pydantic location into ``a.b[2].c`` and the YAML line where it is."""
+    parts: list[str] = []
+    node = root
+    line = node.start_mark.line + 1 if node is not None else None
+    for step in loc:
+        if isinstance(node, yaml.MappingNode) and isinstance(step, str):
+            match = next((v for k, v in node.value if getattr(k, "value", None) == step), None)
+            if match is None:
+                # a union tag or a missing key: keep the path readable, stay on this node
+                if isinstance(data, dict) and step not in data and step in {t.value for t in SensorType}:
+                    continue
+                parts.append(f".{step}" if parts else step)
+                continue
+            parts.append(f".{step}" if parts else step)
+            node = match
+            data = data.get(step) if isinstance(data, dict) else None
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and 0 <= step < len(node.value):
+            parts.append(f"[{step}]")
+            node = node.value[step]
+            data = data[step] if isinstance(data, list) and step < len(data) else None
+        else:
+            parts.append(f"[{step}]" if isinstance(step, int) else (f".{step}" if parts else str(step)))
+            continue
+        line = node.start_mark.line + 1
+    return "".join(parts), line
+
+
+def parse_config(text: str, path: Path) -> LinderoConfig:
+    """Validate configuration text; raises :class:`ConfigError` naming every problem."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(
+            path, [Problem("", f"not valid YAML: {getattr(exc, 'problem', exc)}", line)]
+        ) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(path, [Problem("", "the document must be a mapping of sections", 1)])
+    try:
+        config = LinderoConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            where, line = _locate(root, data, error["loc"])
+            problems.append(Problem(where, _describe(error), line))
+        raise ConfigError(path, problems) from exc
+    cross = cross_check(config)
+    if cross:
+        problems = []
+        for loc, message in cross:
+            where, line = _locate(root, data, loc)
+            problems.append(Problem(where, message, line))
+        raise ConfigError(path, problems)
+    return config
+
+
+def _describe(error: Any) -> str:
+    message = str(error["msg"])
+    if error["type"] not in {"missing", "extra_forbidden"} and "input" in error:
+        shown = repr(error["input"])
+        if len(shown) <= 60:
+            message += f" (got {shown})"
+    if error["type"] == "extra_forbidden":
+        message = "unknown key (check the spelling)"
+    return message
+
+
+def load_config(path: str | Path) -> LinderoConfig:
+    """Read and validate the configuration file at ``path``."""
+    path = Path(path)
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(path, [Problem("", "file not found")]) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, [Problem("", f"cannot read: {exc}")]) from exc
+    return parse_config(text, path)

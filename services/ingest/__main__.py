@@ -1,0 +1,45 @@
+"""Run the ingest service: ``python -m services.ingest`` (or ``lindero ingest``)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from services.core import logging as lindero_logging
+from services.core.config import ConfigError, load_config
+from services.ingest.app import create_app
+from services.ingest.settings import IngestSettings
+
+log = logging.getLogger("services.ingest")
+
+
+def main() -> int:
+    settings = IngestSettings()
+    lindero_logging.configure(settings.log_level, json=settings.log_json)
+    try:
+        config = load_config(settings.config)
+    except ConfigError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
+    app = create_app(settings, config)
+    log.info("ingest listening", extra={"host": settings.host, "port": settings.port})
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=15,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
