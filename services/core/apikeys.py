@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 _PREFIX = "lnd_"
+_KEY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:-]{0,63}$")
 _KEY_RE = re.compile(r"^lnd_([A-Za-z0-9][A-Za-z0-9.:-]{0,63})_([A-Za-z0-9_-]{20,128})$")
 
 
@@ -35,10 +36,10 @@ class NewKey:
 
 def generate(key_id: str) -> NewKey:
     """Create a new key with the given public id."""
+    if not _KEY_ID_RE.match(key_id):
+        raise ValueError(f"invalid key id {key_id!r}: 1-64 letters, digits and . : - only")
     secret = secrets.token_urlsafe(32)
     token = f"{_PREFIX}{key_id}_{secret}"
-    if not _KEY_RE.match(token):
-        raise ValueError(f"invalid key id {key_id!r}: letters, digits and . : - only")
     return NewKey(key_id=key_id, token=token, sha256=digest(secret))
 
 

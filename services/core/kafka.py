@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -123,3 +124,18 @@ async def ensure_topics(settings: KafkaSettings, topics: list[Topic]) -> list[st
         return created
     finally:
         await admin.close()
+
+
+async def topic_partitions(settings: KafkaSettings, topics: Iterable[str]) -> dict[str, list[int]]:
+    """Partition numbers of each existing topic (topics that do not exist are left out)."""
+    admin = AIOKafkaAdminClient(client_id=f"{settings.client_id}-admin", **settings.client_options())
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    return {
+        entry["topic"]: sorted(p["partition"] for p in entry["partitions"])
+        for entry in described
+        if entry["error_code"] == 0
+    }

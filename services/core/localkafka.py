@@ -295,6 +295,7 @@ class LocalCluster:
         if pairs is None:
             pairs = [(free_port(), free_port()) for _ in range(self.size)]
         ports_file.write_text(" ".join(f"{b}:{c}" for b, c in pairs) + "\n")
+        self._processes: dict[int, subprocess.Popen[bytes]] = {}
         self.ports = [broker for broker, _ in pairs]
         self.nodes = [
             Node(
@@ -413,6 +414,7 @@ class LocalCluster:
                 start_new_session=True,
             )
         node.pid_file.write_text(f"{proc.pid}\n")
+        self._processes[node.node_id] = proc  # kept, so that it is reaped when it stops
         progress(f"started node {node.node_id} (pid {proc.pid}) on 127.0.0.1:{node.broker_port}")
 
     def start(self, progress: Progress = _quiet, timeout_s: float = 120.0) -> str:
@@ -447,7 +449,7 @@ class LocalCluster:
         """Stop one node: a controlled shutdown (SIGTERM), or SIGKILL when ``kill``."""
         pid = node.pid()
         if pid is None:
-            node.pid_file.unlink(missing_ok=True)
+            self._reap(node)
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
@@ -460,6 +462,12 @@ class LocalCluster:
                 os.kill(pid, signal.SIGKILL)
             while _pid_alive(pid):
                 time.sleep(0.05)
+        self._reap(node)
+
+    def _reap(self, node: Node) -> None:
+        proc = self._processes.pop(node.node_id, None)
+        if proc is not None:
+            proc.wait(timeout=10)
         node.pid_file.unlink(missing_ok=True)
 
     def stop(self, progress: Progress = _quiet) -> None:

@@ -54,11 +54,12 @@ class Refusal(Exception):
 
 
 def problem(status: int, reason: str, detail: str, **extra: Any) -> dict[str, Any]:
-    """An RFC 9457 problem document."""
+    """An RFC 9457 problem document; ``reason`` is also given as a plain member for machines."""
     return {
         "type": f"urn:lindero:problem:{reason}",
         "title": reason.replace("_", " "),
         "status": status,
+        "reason": reason,
         "detail": detail,
         **extra,
     }

@@ -24,11 +24,12 @@ _PROBLEM = {
         "type": {"type": "string", "example": "urn:lindero:problem:invalid"},
         "title": {"type": "string"},
         "status": {"type": "integer"},
+        "reason": {"type": "string", "description": "machine-readable reason, as in `type`"},
         "detail": {"type": "string"},
         "event_id": {"type": ["string", "null"]},
         "errors": {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"}},
     },
-    "required": ["type", "title", "status", "detail"],
+    "required": ["type", "title", "status", "reason", "detail"],
 }
 _FIELD_ERROR = {
     "type": "object",

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.core.kafka import KafkaSettings
+from services.core.kafka import KafkaSettings, topic_partitions
 from services.ingest.domain.admission import HEADER_DIGEST, HEADER_EVENT_ID
 from services.ingest.domain.dedup import DedupIndex
 
@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 async def rebuild(kafka: KafkaSettings, topics: Iterable[str], index: DedupIndex, now_s: float) -> int:
     """Fill ``index`` from the records of the last ``index.window_s`` seconds; returns the count."""
+    found = await topic_partitions(kafka, topics)
+    partitions = [TopicPartition(topic, p) for topic, numbers in found.items() for p in numbers]
+    if not partitions:
+        return 0
     consumer = AIOKafkaConsumer(
         client_id=f"{kafka.client_id}-ingest-recovery",
         enable_auto_commit=False,
@@ -33,23 +37,16 @@ async def rebuild(kafka: KafkaSettings, topics: Iterable[str], index: DedupIndex
     started = time.monotonic()
     count = 0
     try:
-        partitions: list[TopicPartition] = []
-        await consumer.topics()  # refreshes metadata for every topic
-        for topic in topics:
-            for partition in sorted(consumer.partitions_for_topic(topic) or ()):
-                partitions.append(TopicPartition(topic, partition))
-        if not partitions:
-            return 0
         consumer.assign(partitions)
         since_ms = int((now_s - index.window_s) * 1000)
         starts = await consumer.offsets_for_times(dict.fromkeys(partitions, since_ms))
         ends = await consumer.end_offsets(partitions)
         remaining = {}
         for tp in partitions:
-            found = starts.get(tp)
-            if found is None or found.offset >= ends[tp]:
+            start = starts.get(tp)
+            if start is None or start.offset >= ends[tp]:
                 continue
-            consumer.seek(tp, found.offset)
+            consumer.seek(tp, start.offset)
             remaining[tp] = ends[tp]
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=1000)
