@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-PYTHON ?= $(shell command -v python3.12 || command -v python3.11 || command -v python3)
+PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
@@ -57,6 +57,7 @@ demo: venv kafka-runtime
 	@$(BIN)/lindero demo
 
 bench: venv kafka-runtime
+	@command -v wrk >/dev/null || { echo "==> installing wrk (load generator)"; apt-get update -qq && apt-get install -y -qq wrk; }
 	@$(BIN)/python bench/ingest.py
 
 clean:

@@ -39,10 +39,12 @@ class KafkaSettings(BaseSettings):
         description="host:port[,host:port]; default: the cluster `lindero kafka up` starts",
     )
     topic_prefix: str = Field(default="", max_length=100, description="prepended to every topic")
-    client_id: str = "lindero"
+    client_id: str = Field(default="lindero", description="prefix of the Kafka client ids")
     partitions: int = Field(default=6, ge=1, le=10_000, description="for topics Lindero creates")
-    replication_factor: int = Field(default=1, ge=1, le=10)
-    min_insync_replicas: int | None = Field(default=None, ge=1, le=10)
+    replication_factor: int = Field(default=1, ge=1, le=10, description="for topics Lindero creates")
+    min_insync_replicas: int | None = Field(
+        default=None, ge=1, le=10, description="topic min.insync.replicas"
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None

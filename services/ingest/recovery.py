@@ -30,7 +30,8 @@ async def rebuild(kafka: KafkaSettings, topics: Iterable[str], index: DedupIndex
         client_id=f"{kafka.client_id}-ingest-recovery",
         enable_auto_commit=False,
         isolation_level="read_committed",
-        max_partition_fetch_bytes=4 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
         **kafka.client_options(),
     )
     await consumer.start()

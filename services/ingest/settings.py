@@ -41,7 +41,9 @@ class IngestSettings(BaseSettings):
         default=900.0, gt=0, description="a repeated event_id within this many seconds is a duplicate"
     )
     dedup_max_entries: int = Field(
-        default=2_000_000, ge=1_000, description="event ids kept for duplicate detection (~150 B each)"
+        default=2_000_000,
+        ge=1_000,
+        description="event ids kept for duplicate detection (~190 B each: 2M = ~380 MB)",
     )
     produce_timeout_s: float = Field(
         default=5.0, gt=0, description="longest wait for Kafka's acknowledgement before a 503"
