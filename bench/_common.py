@@ -26,7 +26,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, Kafka {localkafka.KAFKA_VERSION}"
+    python = platform.python_version()
+    return f"{os.cpu_count()} cores ({cpu}), Python {python}, Kafka {localkafka.KAFKA_VERSION}"
 
 
 def broker() -> tuple[str, localkafka.LocalCluster | None]:
@@ -48,11 +49,8 @@ def cpu_seconds(pid: int) -> float:
 def write_section(name: str, markdown: str) -> None:
     """Replace (or append) the section ``name`` of docs/benchmarks.md."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    text = (
-        RESULTS.read_text("utf-8")
-        if RESULTS.exists()
-        else "# Benchmarks\n\nNumbers measured on this project's machine; each section is rewritten by its script.\n"
-    )
+    header = "# Benchmarks\n\nNumbers measured on this project's machine; each script rewrites its section.\n"
+    text = RESULTS.read_text("utf-8") if RESULTS.exists() else header
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     block = f"{begin}\n{markdown.rstrip()}\n\n_Measured {stamp} on {machine()}._\n{end}"
@@ -65,7 +63,7 @@ def write_section(name: str, markdown: str) -> None:
 
 def git_revision() -> str:
     try:
-        return subprocess.run(  # noqa: S603
+        return subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, cwd=ROOT
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):

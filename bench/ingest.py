@@ -29,10 +29,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import OUT, ROOT, broker, cpu_seconds, git_revision, write_section  # noqa: E402
-from schemas.topics import SENSOR_EVENTS  # noqa: E402
-from services.core.kafka import KafkaSettings, topic_partitions  # noqa: E402
-from services.core.localkafka import free_port  # noqa: E402
+from bench._common import OUT, ROOT, broker, cpu_seconds, git_revision, write_section
+from schemas.topics import SENSOR_EVENTS
+from services.core.kafka import KafkaSettings, topic_partitions
+from services.core.localkafka import free_port
 
 LUA = """
 wrk.method = "POST"
@@ -238,7 +238,8 @@ def run_suite(
 
 def table(results: list[Result]) -> str:
     head = (
-        "| scenario | connections | events/s | requests/s | p50 ms | p90 ms | p99 ms | non-2xx | ingest CPU | broker CPU |\n"
+        "| scenario | connections | events/s | requests/s | p50 ms | p90 ms | p99 ms | non-2xx "
+        "| ingest CPU | broker CPU |\n"
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     return head + "\n".join(
