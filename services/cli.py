@@ -117,6 +117,40 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_geo(args: argparse.Namespace) -> int:
+    import json
+
+    from services.core import geography
+    from services.core.config import ConfigError, parse_config
+
+    path = Path(args.config)
+    try:
+        config = parse_config(path.read_text("utf-8"), path)  # the file to write may not exist yet
+    except (ConfigError, OSError) as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
+    source = geography.fetch_world_atlas(localkafka.project_root() / ".cache" / "npm")
+    topology = json.loads(source.read_text("utf-8"))
+    numeric = {c.code: c.iso_numeric for c in config.countries}
+    regions = [(r.id, r.area, {code: numeric[code] for code in r.countries}) for r in config.regions]
+    document = geography.extract(topology, regions)
+    out = Path(args.out) if args.out else config.geography_path
+    if out is None:
+        sys.stderr.write("no --out and no `geography:` in the configuration\n")
+        return 2
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, separators=(",", ":")) + "\n", "utf-8")
+    kinds = [f["properties"]["kind"] for f in document["features"]]
+    _say(f"wrote {out}: {kinds.count('country')} country outlines, {kinds.count('border')} border lines")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from services.simulator.cli import main as simulate_main
+
+    return simulate_main(args.rest)
+
+
 def cmd_ingest(_: argparse.Namespace) -> int:
     from services.ingest.__main__ import main as ingest_main
 
@@ -162,6 +196,18 @@ def parser() -> argparse.ArgumentParser:
     gateway.add_argument("gateway", help="the gateway id")
     gateway.add_argument("--key-id", help="public id of the key (default: <gateway>-k1)")
     gateway.set_defaults(func=cmd_gateway)
+
+    geo = sub.add_parser("geo", help="country outlines and borders from Natural Earth (world-atlas)")
+    geo.add_argument("action", choices=["extract"])
+    geo.add_argument("--config", default=os.environ.get("LINDERO_CONFIG", "config/demo.yaml"))
+    geo.add_argument("--out", help="output GeoJSON (default: the configuration's `geography:`)")
+    geo.set_defaults(func=cmd_geo)
+
+    simulate = sub.add_parser(
+        "simulate", help="play a seeded scenario through the ingest API like real gateways", add_help=False
+    )
+    simulate.add_argument("rest", nargs=argparse.REMAINDER, help="see `lindero simulate --help`")
+    simulate.set_defaults(func=cmd_simulate)
 
     ingest = sub.add_parser("ingest", help="run the ingest service (settings: LINDERO_INGEST_*)")
     ingest.set_defaults(func=cmd_ingest)

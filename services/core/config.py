@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError
 
 from schemas.common import CountryCode, Identifier, Latitude, Longitude, Owner, Position
 from schemas.events import GroundModality, SensorType
@@ -192,13 +192,42 @@ class Gateway(ConfigModel):
     rate_limit: RateLimit | None = Field(default=None, description="default: ingest settings")
 
 
+class Zone(ConfigModel):
+    """A restricted zone: entering it raises an alert."""
+
+    id: Identifier
+    name: Name
+    region: Identifier
+    area: list[LonLatPair] = Field(min_length=3, max_length=10_000, description="[lon, lat] ring")
+    severity: Literal["info", "low", "medium", "high", "critical"] = "high"
+
+
 class LinderoConfig(ConfigModel):
     """The whole deployment configuration."""
 
     countries: list[Country] = Field(min_length=1)
     regions: list[Region] = Field(min_length=1)
+    geography: Path | None = Field(
+        default=None,
+        description="GeoJSON of country outlines and borders (lindero geo extract), relative to this file",
+    )
+    zones: list[Zone] = Field(default_factory=list)
     sensors: list[SensorConfig] = Field(default_factory=list)
     gateways: list[Gateway] = Field(default_factory=list)
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file this configuration was read from."""
+        return self._source
+
+    @property
+    def geography_path(self) -> Path | None:
+        """The geography file, resolved against the configuration file's folder."""
+        if self.geography is None:
+            return None
+        base = self._source.parent if self._source is not None else Path.cwd()
+        return self.geography if self.geography.is_absolute() else base / self.geography
 
     @cached_property
     def countries_by_code(self) -> dict[str, Country]:
@@ -237,6 +266,7 @@ def cross_check(config: LinderoConfig) -> list[tuple[tuple[Any, ...], str]]:
     found += _duplicates("regions", (r.id for r in config.regions))
     found += _duplicates("sensors", (s.id for s in config.sensors))
     found += _duplicates("gateways", (g.id for g in config.gateways))
+    found += _duplicates("zones", (z.id for z in config.zones))
 
     def owner_problem(owner: Owner) -> str | None:
         country = config.countries_by_code.get(owner.country)
@@ -268,6 +298,14 @@ def cross_check(config: LinderoConfig) -> list[tuple[tuple[Any, ...], str]]:
         if not region.contains(site.lat, site.lon):
             found.append(
                 (("sensors", index, field), f"({site.lat}, {site.lon}) lies outside region {region.id!r}")
+            )
+
+    for index, zone in enumerate(config.zones):
+        if zone.region not in config.regions_by_id:
+            found.append((("zones", index, "region"), f"unknown region {zone.region!r}"))
+        if not geo.ring_is_simple_enough(zone.area):
+            found.append(
+                (("zones", index, "area"), "the area needs three distinct points and a non-zero area")
             )
 
     key_ids: dict[str, str] = {}
@@ -355,6 +393,7 @@ def parse_config(text: str, path: Path) -> LinderoConfig:
             where, line = _locate(root, data, loc)
             problems.append(Problem(where, message, line))
         raise ConfigError(path, problems)
+    config._source = path
     return config
 
 
@@ -378,4 +417,10 @@ def load_config(path: str | Path) -> LinderoConfig:
         raise ConfigError(path, [Problem("", "file not found")]) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, [Problem("", f"cannot read: {exc}")]) from exc
-    return parse_config(text, path)
+    config = parse_config(text, path)
+    geography = config.geography_path
+    if geography is not None and not geography.is_file():
+        where, line = _locate(yaml.compose(text, Loader=yaml.SafeLoader), None, ("geography",))
+        message = f"file not found: {geography} (create it with `lindero geo extract`)"
+        raise ConfigError(path, [Problem(where, message, line)])
+    return config

@@ -1,0 +1,1 @@
+"""The correlator: fuses sensor events into tracks and raises anomalies, exactly once."""
