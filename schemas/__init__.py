@@ -4,6 +4,7 @@ Nothing here does I/O. Every producer validates strictly against these models an
 consumer parses with them, so a wire format is defined in exactly one place.
 """
 
+from schemas.alerts import Alert, AlertKind, AlertStatus, Severity
 from schemas.common import SCHEMA_VERSION, GeoPoint, Owner, Position, TargetClass, WireModel
 from schemas.events import (
     DroneEvent,
@@ -15,9 +16,13 @@ from schemas.events import (
     SensorStatusRecord,
     SensorType,
 )
+from schemas.tracks import Track, TrackStatus
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Alert",
+    "AlertKind",
+    "AlertStatus",
     "DroneEvent",
     "GeoPoint",
     "GroundEvent",
@@ -29,6 +34,9 @@ __all__ = [
     "SensorStatus",
     "SensorStatusRecord",
     "SensorType",
+    "Severity",
     "TargetClass",
+    "Track",
+    "TrackStatus",
     "WireModel",
 ]

@@ -14,8 +14,10 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from schemas.alerts import Alert
 from schemas.events import SensorEvent, SensorEventRecord, SensorStatus, SensorStatusRecord
 from schemas.topics import REGISTRY
+from schemas.tracks import Track
 
 JSON_DIR = Path(__file__).with_name("json")
 
@@ -24,6 +26,8 @@ _DOCUMENTS: dict[str, Any] = {
     "SensorStatus": SensorStatus,
     "SensorEventRecord": SensorEventRecord,
     "SensorStatusRecord": SensorStatusRecord,
+    "Track": Track,
+    "Alert": Alert,
 }
 _INBOUND = frozenset({"SensorEvent", "SensorStatus"})
 """Documents gateways post: ingest refuses unknown fields there, so the schema says so too."""

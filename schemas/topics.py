@@ -13,7 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from schemas.alerts import Alert
 from schemas.events import SensorEventRecord, SensorStatusRecord
+from schemas.tracks import Track
 
 Cleanup = Literal["delete", "compact"]
 
@@ -49,7 +51,49 @@ SENSOR_STATUS = Topic(
     doc="Sensor heartbeats and status reports (battery, tamper, self-test).",
 )
 
-REGISTRY: tuple[Topic, ...] = (SENSOR_EVENTS, SENSOR_STATUS)
+SENSOR_DEAD_LETTERS = Topic(
+    name="sensor.deadletter",
+    model=None,
+    key="the original key",
+    cleanup="delete",
+    retention_ms=30 * _DAY_MS,
+    doc="Records the correlator could not process, unchanged, with headers lindero-error and "
+    "lindero-source (topic/partition/offset).",
+)
+TRACKS = Topic(
+    name="tracks",
+    model=Track,
+    key="track id",
+    cleanup="compact",
+    retention_ms=None,
+    doc="The current state of every track; a track that ends gets status lost, then a tombstone.",
+)
+ALERTS = Topic(
+    name="alerts",
+    model=Alert,
+    key="alert id",
+    cleanup="delete",
+    retention_ms=90 * _DAY_MS,
+    doc="Anomalies as the correlator raises and updates them (same alert id, higher revision).",
+)
+CORRELATOR_STATE = Topic(
+    name="correlator.state",
+    model=None,
+    key="input partition (sensor.events-<n> or sensor.status-<n>)",
+    cleanup="compact",
+    retention_ms=None,
+    doc="The correlator's snapshot per input partition, written in the same transaction as its "
+    "outputs and offsets; a restarted or reassigned correlator resumes from it.",
+)
+
+REGISTRY: tuple[Topic, ...] = (
+    SENSOR_EVENTS,
+    SENSOR_STATUS,
+    SENSOR_DEAD_LETTERS,
+    TRACKS,
+    ALERTS,
+    CORRELATOR_STATE,
+)
 """Every topic Lindero uses, in data-flow order."""
 
 
