@@ -165,13 +165,19 @@ def _post_report(stats: PostStats) -> None:
 
 
 async def _post(poster: GatewayPoster, events: Sequence[SimEvent]) -> PostStats:
+    """Post, stopping cleanly on Ctrl-C or SIGTERM (when run in the main thread)."""
     loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, poster.request_stop)
+        try:
+            loop.add_signal_handler(signum, poster.request_stop)
+        except (ValueError, RuntimeError, NotImplementedError):
+            continue  # not the main thread, or no signals here: Ctrl-C then just interrupts
+        handled.append(signum)
     try:
         return await poster.post(events)
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in handled:
             loop.remove_signal_handler(signum)
 
 
