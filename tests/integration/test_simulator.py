@@ -1,0 +1,152 @@
+"""The simulator posting through a real ingest into a real Kafka: every event lands exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections import Counter
+
+import httpx
+import orjson
+import pytest
+
+from schemas.topics import SENSOR_EVENTS, SENSOR_STATUS
+from services.core.config import LinderoConfig
+from services.core.geography import Geography
+from services.core.kafka import KafkaSettings
+from services.simulator import cli
+from services.simulator.client import GatewayPoster, PosterSettings, PostStats
+from services.simulator.domain import Simulation, simulate
+from tests.conftest import DEMO_CONFIG, DEMO_KEYS
+from tests.integration.conftest import IngestFactory, read_topic
+
+pytestmark = pytest.mark.kafka
+
+REGION = "co-ve-cucuta"
+
+
+@pytest.fixture(scope="module")
+def geography(demo_config: LinderoConfig) -> Geography:
+    """The demo geography."""
+    assert demo_config.geography_path is not None
+    return Geography.load(demo_config.geography_path)
+
+
+def scenario(config: LinderoConfig, geography: Geography, duration_s: float, seed: int = 21) -> Simulation:
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    return simulate(config, geography, REGION, seed=seed, start=start, duration_s=duration_s)
+
+
+async def ids_in_kafka(kafka: KafkaSettings) -> Counter[str]:
+    """Event ids of every record of sensor.events and sensor.status, with their multiplicity."""
+    found: Counter[str] = Counter()
+    for topic, field in ((SENSOR_EVENTS, "event"), (SENSOR_STATUS, "status")):
+        for record in await read_topic(kafka, kafka.topics(topic)):
+            found[orjson.loads(record.value)[field]["event_id"]] += 1
+    return found
+
+
+def assert_exactly_once(sim: Simulation, stats: PostStats, in_kafka: Counter[str]) -> None:
+    taken = stats.accepted_ids | stats.duplicate_ids
+    assert stats.rejected == 0, stats.rejected_reasons
+    assert stats.balanced
+    assert (stats.unsent, stats.unconfirmed) == (0, 0)
+    assert taken == {e.event_id for e in sim.events}
+    assert set(in_kafka) == taken
+    assert max(in_kafka.values()) == 1
+
+
+async def test_an_accelerated_scenario_lands_in_kafka_exactly_once(
+    start_ingest: IngestFactory, demo_config: LinderoConfig, demo_keys: dict[str, str], geography: Geography
+) -> None:
+    """Two minutes at 60x through real ingest: each accepted or duplicate id is in Kafka once."""
+    ingest = await start_ingest()
+    sim = scenario(demo_config, geography, 120.0)
+    settings = PosterSettings(base_url=ingest.url, speed=60.0, batch_size=50, max_delay_s=0.2, keep_ids=True)
+    stats = await GatewayPoster(settings, demo_keys).post(sim.events)
+    assert stats.accepted == len(sim.events)
+    assert 1.5 <= stats.elapsed_s < 30.0
+    assert_exactly_once(sim, stats, await ids_in_kafka(ingest.settings.kafka))
+
+
+class LossyTransport(httpx.AsyncBaseTransport):
+    """The real network, except that some answers get lost after ingest wrote the batch.
+
+    Every third request that ingest accepts comes back to the client as a 503, and every fifth
+    request fails with a connection reset before reaching ingest. Real answers are counted.
+    """
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.requests = 0
+        self.real: Counter[int] = Counter()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        if self.requests % 5 == 0:
+            raise httpx.ReadError("connection reset by peer", request=request)
+        response = await self.inner.handle_async_request(request)
+        await response.aread()
+        self.real[response.status_code] += 1
+        if response.status_code == 202 and self.requests % 3 == 0:
+            return httpx.Response(503, headers={"retry-after": "0"}, request=request)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_posting_before_ingest_is_ready_and_through_lost_answers_loses_nothing(
+    start_ingest: IngestFactory, demo_config: LinderoConfig, demo_keys: dict[str, str], geography: Geography
+) -> None:
+    """Started before ingest is ready (503s), with answers lost after writes: Kafka has each id once."""
+    ingest = await start_ingest(ready=False, retry_after_s=1)
+    sim = scenario(demo_config, geography, 60.0)
+    transport = LossyTransport()
+    settings = PosterSettings(
+        base_url=ingest.url, speed=0.0, batch_size=50, backoff_initial_s=0.05, keep_ids=True
+    )
+    stats = await GatewayPoster(settings, demo_keys, transport=transport).post(sim.events)
+    assert transport.real[503] > 0, "ingest was ready before the first batch: no real 503 seen"
+    assert stats.duplicates > 0
+    assert stats.retries >= transport.real[503]
+    assert_exactly_once(sim, stats, await ids_in_kafka(ingest.settings.kafka))
+
+
+async def test_a_tight_rate_limit_only_slows_the_scenario_down(
+    start_ingest: IngestFactory, demo_config: LinderoConfig, demo_keys: dict[str, str], geography: Geography
+) -> None:
+    """Ingest answers 429 with Retry-After; the poster waits and every event still lands once."""
+    ingest = await start_ingest(rate_events_per_s=1000.0, rate_burst=300)
+    sim = scenario(demo_config, geography, 60.0, seed=22)
+    settings = PosterSettings(base_url=ingest.url, speed=0.0, batch_size=100, keep_ids=True)
+    stats = await GatewayPoster(settings, demo_keys).post(sim.events)
+    assert stats.responses["429"] > 0
+    assert stats.accepted == len(sim.events)
+    assert_exactly_once(sim, stats, await ids_in_kafka(ingest.settings.kafka))
+
+
+async def test_the_cli_posts_a_scenario_end_to_end(
+    start_ingest: IngestFactory,
+    demo_config: LinderoConfig,
+    geography: Geography,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`lindero simulate --speed 0` posts exactly the events simulate() makes for the same inputs."""
+    monkeypatch.setattr(cli.core_logging, "configure", lambda *args, **kwargs: None)
+    ingest = await start_ingest()
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    argv = [
+        "--config", str(DEMO_CONFIG), "--keys", str(DEMO_KEYS), "--ingest", ingest.url,
+        "--seed", "5", "--duration", "30", "--speed", "0", "--start", start.isoformat(),
+        "--log-level", "ERROR",
+    ]  # fmt: skip
+    status = await asyncio.to_thread(cli.main, argv)
+    assert status == 0, capsys.readouterr()
+    report = capsys.readouterr().out
+    assert "rejected 0" in report
+    sim = simulate(demo_config, geography, REGION, seed=5, start=start, duration_s=30)
+    in_kafka = await ids_in_kafka(ingest.settings.kafka)
+    assert set(in_kafka) == {e.event_id for e in sim.events}
+    assert max(in_kafka.values()) == 1
