@@ -182,7 +182,12 @@ async def _post(poster: GatewayPoster, events: Sequence[SimEvent]) -> PostStats:
 
 
 def main(argv: list[str]) -> int:
-    """Run ``lindero simulate`` with ``argv`` (the arguments after ``simulate``)."""
+    """Run ``lindero simulate`` with ``argv`` (the arguments after ``simulate``).
+
+    A leading ``--`` is ignored (``lindero simulate -- --region ...``).
+    """
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
     args = build_parser().parse_args(argv)
     core_logging.configure(args.log_level)
     try:

@@ -166,7 +166,7 @@ class TruthSample(NamedTuple):
     velocity_north_mps: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TruthSamples:
     """Ground truth at 1 Hz, column-wise (a row per entity and second, sorted by time, then entity index).
 
@@ -186,6 +186,16 @@ class TruthSamples:
 
     def __len__(self) -> int:
         return len(self.time_s)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TruthSamples):
+            return NotImplemented
+        columns = ("time_s", "entity", "lat", "lon", "alt_m", "velocity_east_mps", "velocity_north_mps")
+        return (self.ids, self.classes) == (other.ids, other.classes) and all(
+            np.array_equal(getattr(self, name), getattr(other, name)) for name in columns
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
     def rows(self) -> Iterator[TruthSample]:
         """The samples one by one."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -47,3 +48,36 @@ def truth_en(sim: Simulation, frame: LocalFrame, truth_id: str) -> tuple[np.ndar
     rows = sim.truth.of(truth_id)
     east, north, _ = frame.to_enu(rows.lat, rows.lon)
     return rows.time_s, east, north
+
+
+@dataclass(frozen=True)
+class Played:
+    """A 15-minute scenario with what the tests need to judge it."""
+
+    sim: Simulation
+    region: str
+    frame: LocalFrame
+    geography: Geography
+    """Only this region's outlines and border."""
+    countries: frozenset[str]
+
+
+@pytest.fixture(scope="session", params=[REGION, "mx-gt-tapachula"])
+def played(
+    request: pytest.FixtureRequest,
+    demo_config: LinderoConfig,
+    geography: Geography,
+    quarter_hour: Simulation,
+    quarter_hour_tapachula: Simulation,
+) -> Played:
+    """Each demo region's default scenario (the tests below run once per region)."""
+    region = demo_config.regions_by_id[request.param]
+    sim = quarter_hour if region.id == REGION else quarter_hour_tapachula
+    origin = region.frame_origin
+    return Played(
+        sim,
+        region.id,
+        LocalFrame(origin.lat, origin.lon),
+        geography.in_region(region.id),
+        frozenset(region.countries),
+    )

@@ -86,3 +86,8 @@ def test_an_unreadable_keys_file_is_a_usage_error(tmp_path: Path, capsys: pytest
     status = cli.main(["--config", str(DEMO_CONFIG), "--keys", str(keys), "--duration", "10"])
     assert status == 2
     assert "keys file" in capsys.readouterr().err
+
+
+def test_a_leading_double_dash_is_ignored(tmp_path: Path) -> None:
+    """`lindero simulate -- --region ...` works (the top-level parser passes the `--` on)."""
+    assert cli.main(["--", "--config", str(DEMO_CONFIG), "--duration", "10", "--no-post"]) == 0

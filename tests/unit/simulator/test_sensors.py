@@ -55,26 +55,37 @@ def wrap_deg(angle: np.ndarray) -> np.ndarray:
 def radar_errors(
     sim: Simulation, config: LinderoConfig, frame: LocalFrame
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(measured - true) range and bearing of every truth-caused radar detection, and true ranges."""
+    """(measured - true) range and bearing of every truth-caused radar detection, and true ranges.
+
+    The truth is interpolated linearly between its 1 Hz samples at each detection's time.
+    """
     truth = TruthAt(sim, frame)
-    range_errors, bearing_errors, true_ranges = [], [], []
+    by_cause: dict[tuple[str, str], list[SimEvent]] = defaultdict(list)
     for event in of_type(sim, "radar"):
         cause = sim.origin[event.event_id]
-        if cause is None:
-            continue
-        radar = config.sensors_by_id[event.sensor_id]
+        if cause is not None:
+            by_cause[(event.sensor_id, cause)].append(event)
+    range_errors, bearing_errors, true_ranges = [], [], []
+    for (sensor_id, cause), events in by_cause.items():
+        radar = config.sensors_by_id[sensor_id]
         assert isinstance(radar, RadarSensor)
         sx, sy = site(frame, radar)
-        x, y, alt = truth.at(cause, event.time_s)
-        ground = math.hypot(x - sx, y - sy)
-        elevation = event.payload.get("elevation_deg")
-        true_range = (
-            math.hypot(ground, alt - (radar.position.alt_m or 0.0)) if elevation is not None else ground
-        )
-        range_errors.append(event.payload["range_m"] - true_range)
-        bearing_errors.append(event.payload["bearing_deg"] - math.degrees(math.atan2(x - sx, y - sy)))
+        times, east, north, alt = truth.tracks[cause]
+        when = np.asarray([e.time_s for e in events])
+        dx, dy = np.interp(when, times, east) - sx, np.interp(when, times, north) - sy
+        dz = np.interp(when, times, alt) - (radar.position.alt_m or 0.0)
+        ground = np.hypot(dx, dy)
+        airborne = np.asarray(["elevation_deg" in e.payload for e in events])
+        true_range = np.where(airborne, np.hypot(ground, dz), ground)
+        range_errors.append(np.asarray([e.payload["range_m"] for e in events]) - true_range)
+        bearing = np.degrees(np.arctan2(dx, dy))
+        bearing_errors.append(np.asarray([e.payload["bearing_deg"] for e in events]) - bearing)
         true_ranges.append(ground)
-    return np.asarray(range_errors), wrap_deg(np.asarray(bearing_errors)), np.asarray(true_ranges)
+    return (
+        np.concatenate(range_errors),
+        wrap_deg(np.concatenate(bearing_errors)),
+        np.concatenate(true_ranges),
+    )
 
 
 def test_radar_noise_matches_the_configured_sigmas(
