@@ -1,9 +1,10 @@
 """Seeded randomness: one independent ``numpy.random.Generator`` per named stream, and UUIDs.
 
 Every random draw of a simulation comes from a generator made here from the seed and a few
-labels (region, component, sensor id...). Streams are independent: adding a sensor or an
-entity does not change what the other streams draw, so scenarios stay comparable as the
-configuration grows. Nothing here touches the global RNG or the clock.
+labels (region, component, sensor id...). Streams are independent: adding a sensor leaves the
+other sensors' draws unchanged, and each behaviour of the script draws from its own stream
+(placements still avoid each other, so a new behaviour can move a later one along the border).
+Nothing here touches the global RNG or the clock.
 """
 
 from __future__ import annotations
