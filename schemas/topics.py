@@ -30,6 +30,8 @@ class Topic:
     cleanup: Cleanup
     retention_ms: int | None
     doc: str
+    configs: tuple[tuple[str, str], ...] = ()
+    """Further broker-side settings of the topic."""
 
 
 _DAY_MS = 24 * 3600 * 1000
@@ -84,6 +86,7 @@ CORRELATOR_STATE = Topic(
     retention_ms=None,
     doc="The correlator's snapshot per input partition, written in the same transaction as its "
     "outputs and offsets; a restarted or reassigned correlator resumes from it.",
+    configs=(("segment.ms", str(10 * 60 * 1000)), ("max.message.bytes", str(32 * 1024 * 1024))),
 )
 
 REGISTRY: tuple[Topic, ...] = (

@@ -145,10 +145,10 @@ def cmd_geo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
-    from services.simulator.cli import main as simulate_main
+def cmd_correlator(_: argparse.Namespace) -> int:
+    from services.correlator.__main__ import main as correlator_main
 
-    return simulate_main(args.rest)
+    return correlator_main()
 
 
 def cmd_ingest(_: argparse.Namespace) -> int:
@@ -203,14 +203,15 @@ def parser() -> argparse.ArgumentParser:
     geo.add_argument("--out", help="output GeoJSON (default: the configuration's `geography:`)")
     geo.set_defaults(func=cmd_geo)
 
-    simulate = sub.add_parser(
-        "simulate", help="play a seeded scenario through the ingest API like real gateways", add_help=False
+    sub.add_parser(
+        "simulate", help="play a seeded scenario through the ingest API (see lindero simulate --help)"
     )
-    simulate.add_argument("rest", nargs=argparse.REMAINDER, help="see `lindero simulate --help`")
-    simulate.set_defaults(func=cmd_simulate)
 
     ingest = sub.add_parser("ingest", help="run the ingest service (settings: LINDERO_INGEST_*)")
     ingest.set_defaults(func=cmd_ingest)
+
+    correlator = sub.add_parser("correlator", help="run the correlator (settings: LINDERO_CORRELATOR_*)")
+    correlator.set_defaults(func=cmd_correlator)
 
     demo = sub.add_parser("demo", help="Kafka + ingest + sample events, shown as they land")
     demo.add_argument("--config", default="config/demo.yaml")
@@ -221,6 +222,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "simulate":  # the simulator parses its own options (argparse REMAINDER cannot)
+        from services.simulator.cli import main as simulate_main
+
+        return simulate_main(argv[1:])
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))

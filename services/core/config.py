@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraint
 from schemas.common import CountryCode, Identifier, Latitude, Longitude, Owner, Position
 from schemas.events import GroundModality, SensorType
 from services.core import geo
+from services.core.ruleconfig import RulesConfig, TrackingConfig, merged
 
 
 class ConfigError(Exception):
@@ -84,6 +85,8 @@ class Region(ConfigModel):
     countries: list[CountryCode] = Field(min_length=1, description="countries the area covers")
     area: list[LonLatPair] = Field(min_length=3, max_length=10_000, description="[lon, lat] ring")
     origin: Position | None = Field(default=None, description="local frame origin; default centroid")
+    tracking: dict[str, Any] | None = Field(default=None, description="overrides of the top-level tracking")
+    rules: dict[str, Any] | None = Field(default=None, description="overrides of the top-level rules")
 
     @property
     def frame_origin(self) -> Position:
@@ -212,6 +215,8 @@ class LinderoConfig(ConfigModel):
         description="GeoJSON of country outlines and borders (lindero geo extract), relative to this file",
     )
     zones: list[Zone] = Field(default_factory=list)
+    tracking: TrackingConfig = TrackingConfig()
+    rules: RulesConfig = RulesConfig()
     sensors: list[SensorConfig] = Field(default_factory=list)
     gateways: list[Gateway] = Field(default_factory=list)
     _source: Path | None = PrivateAttr(default=None)
@@ -228,6 +233,17 @@ class LinderoConfig(ConfigModel):
             return None
         base = self._source.parent if self._source is not None else Path.cwd()
         return self.geography if self.geography.is_absolute() else base / self.geography
+
+    def tracking_for(self, region: str) -> TrackingConfig:
+        """Tracking parameters of ``region`` (its overrides on top of the defaults)."""
+        return TrackingConfig.model_validate(merged(self.tracking, self.regions_by_id[region].tracking))
+
+    def rules_for(self, region: str) -> RulesConfig:
+        """Rule parameters of ``region`` (its overrides on top of the defaults)."""
+        return RulesConfig.model_validate(merged(self.rules, self.regions_by_id[region].rules))
+
+    def zones_in(self, region: str) -> list[Zone]:
+        return [zone for zone in self.zones if zone.region == region]
 
     @cached_property
     def countries_by_code(self) -> dict[str, Country]:
@@ -280,6 +296,15 @@ def cross_check(config: LinderoConfig) -> list[tuple[tuple[Any, ...], str]]:
         for j, code in enumerate(area.countries):
             if code not in config.countries_by_code:
                 found.append((("regions", index, "countries", j), f"unknown country {code!r}"))
+        for section, model, base in (
+            ("tracking", TrackingConfig, config.tracking),
+            ("rules", RulesConfig, config.rules),
+        ):
+            try:
+                model.model_validate(merged(base, getattr(area, section)))
+            except ValidationError as exc:
+                for error in exc.errors(include_url=False):
+                    found.append((("regions", index, section, *error["loc"]), str(error["msg"])))
         if not geo.ring_is_simple_enough(area.area):
             found.append(
                 (("regions", index, "area"), "the area needs three distinct points and a non-zero area")

@@ -90,6 +90,7 @@ def topic_configs(topic: Topic, settings: KafkaSettings) -> dict[str, str]:
         configs["segment.ms"] = str(3600 * 1000)
     if settings.min_insync_replicas is not None:
         configs["min.insync.replicas"] = str(settings.min_insync_replicas)
+    configs.update(topic.configs)
     return configs
 
 

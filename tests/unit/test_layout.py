@@ -12,11 +12,16 @@ from schemas.topics import REGISTRY
 ROOT = Path(__file__).resolve().parents[2]
 DOMAIN_FILES = sorted((ROOT / "services").glob("*/domain/**/*.py"))
 ALLOWED_ROOTS = {
-    "__future__", "abc", "bisect", "collections", "dataclasses", "datetime", "enum", "functools",
+    "__future__", "abc", "base64", "bisect", "collections", "dataclasses", "datetime", "enum", "functools",
     "hashlib", "heapq", "itertools", "math", "operator", "re", "statistics", "typing", "uuid",
     "numpy", "scipy", "shapely", "pyproj", "pydantic", "orjson", "schemas",
 }  # fmt: skip
-ALLOWED_SERVICES = ("services.core.config", "services.core.geo")
+ALLOWED_SERVICES = (
+    "services.core.config",
+    "services.core.geo",
+    "services.core.geography",
+    "services.core.ruleconfig",
+)
 CLOCK_CALLS = {"now", "utcnow", "today", "time", "monotonic", "perf_counter"}
 
 

@@ -1,0 +1,364 @@
+"""One region's correlation, end to end and pure: detections in, track updates and alerts out.
+
+Event-time processing with a bounded reorder window: detections wait in a buffer until event
+time has moved ``reorder_window_s`` past them (the watermark is the newest event time seen, or
+the caller's clock when it is caught up), then go to the tracker in time order, grouped into
+scans (one sensor, within ``scan_window_s``). A detection older than the release cursor when it
+arrives is *late*: counted and dropped (feeding it would rewind tracks).
+
+Every ``rule_interval_s`` of event time the rules look at the live tracks; the alert book
+turns their findings into alerts. Track updates are rate-limited per track
+(``publish_interval_s``); status changes are published at once; a track that ends is published
+``lost`` and then deleted (a tombstone).
+
+The whole state (tracks, rules, alert book, cursors) exports to a JSON-ready dict, so a
+correlator resumes after a crash or a rebalance exactly where its last transaction left it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from schemas.alerts import Alert
+from schemas.common import Owner
+from schemas.tracks import ClassProbability, Track, TrackStatus
+from services.correlator.domain.alertbook import AlertBook
+from services.correlator.domain.classification import CLASSES, ClassFusion
+from services.correlator.domain.detections import Detection
+from services.correlator.domain.motion import ImmModel
+from services.correlator.domain.region import RegionContext
+from services.correlator.domain.rules import (
+    Finding,
+    TrackRule,
+    TrackView,
+    UncorroboratedTrips,
+    track_rules,
+    views,
+)
+from services.correlator.domain.tracker import Coverage, Scan, Tracker, TrackerConfig, TrackEstimate
+
+RULE_INTERVAL_S = 1.0
+DEDUP_WINDOW_S = 30.0
+"""Repeated event ids within this much event time are dropped (ingest may write a retry twice)."""
+
+
+def tracker_config(context: RegionContext) -> TrackerConfig:
+    """The tracker's parameters from the region's ``tracking`` section."""
+    tracking = context.tracking
+    base = TrackerConfig()
+    scale = tracking.max_coast_s / base.max_coast_s["person"]  # the setting is for people; others scale
+    return TrackerConfig(
+        imm=ImmModel(q=(tracking.quiet_q, tracking.manoeuvre_q)),
+        classes=ClassFusion(),
+        gate_probability=tracking.gate_probability,
+        confirm_m=tracking.confirm_m,
+        confirm_n=tracking.confirm_n,
+        tentative_timeout_s=tracking.tentative_timeout_s,
+        coast_after_s=tracking.coast_after_s,
+        max_coast_s={name: limit * scale for name, limit in base.max_coast_s.items()},
+        max_position_sigma_m=tracking.max_position_sigma_m,
+    )
+
+
+@dataclass
+class Output:
+    """What one step produced, ready for the wire."""
+
+    tracks: list[tuple[str, Track | None]] = field(default_factory=list)
+    """(track id, state) in order; None is a tombstone (the track is deleted)."""
+    alerts: list[Alert] = field(default_factory=list)
+    late: int = 0
+    duplicates: int = 0
+    processed: int = 0
+    rule_errors: list[tuple[str, str]] = field(default_factory=list)
+    """(rule name, error) for rules that failed this step (the others ran)."""
+
+
+class RegionEngine:
+    """Tracker, rules and alert book of one region, driven by event time."""
+
+    def __init__(self, context: RegionContext) -> None:
+        self.context = context
+        self.tracker = Tracker(context.region, tracker_config(context))
+        self.rules: dict[str, TrackRule] = track_rules(context)
+        self.book = AlertBook(context)
+        self.buffer: list[tuple[float, int, int, Detection]] = []
+        self._sequence = 0
+        self.watermark_s = -math.inf
+        self.release_s = -math.inf
+        self.last_rules_s = -math.inf
+        self.published: dict[str, float] = {}
+        self.pending_publish: set[str] = set()
+        self.recent: OrderedDict[str, float] = OrderedDict()
+        self.late_total = 0
+
+    # -- input -------------------------------------------------------------------------------
+
+    def add(self, detection: Detection, offset: int = -1) -> bool:
+        """Buffer one detection (``offset``: its Kafka offset). False when late or a duplicate."""
+        if detection.time_s <= self.release_s:
+            self.late_total += 1
+            return False
+        if detection.event_id in self.recent:
+            return False
+        self.recent[detection.event_id] = detection.time_s
+        self._sequence += 1
+        heapq.heappush(self.buffer, (detection.time_s, self._sequence, offset, detection))
+        self.watermark_s = max(self.watermark_s, detection.time_s)
+        return True
+
+    def min_buffered_offset(self) -> int | None:
+        """The smallest Kafka offset still waiting in the buffer (what must be re-read after a crash)."""
+        offsets = [entry[2] for entry in self.buffer if entry[2] >= 0]
+        return min(offsets) if offsets else None
+
+    # -- time --------------------------------------------------------------------------------
+
+    def step(self, now_s: float | None = None) -> Output:
+        """Release what the reorder window allows, track it, run the rules; ``now_s`` is the
+        caller's clock when it has no backlog (lets a quiet region's time move on)."""
+        out = Output()
+        watermark = self.watermark_s if now_s is None else max(self.watermark_s, now_s)
+        release = watermark - self.context.tracking.reorder_window_s
+        if release <= self.release_s:
+            return out
+        ready: list[Detection] = []
+        while self.buffer and self.buffer[0][0] <= release:
+            ready.append(heapq.heappop(self.buffer)[3])
+        self.release_s = release
+        changed: dict[str, TrackEstimate] = {}
+        ended: list[TrackEstimate] = []
+        unassigned: list[Detection] = []
+        trips = self.rules.get("uncorroborated_trip")
+        for scan in self._scans(ready):
+            result = self.tracker.process(scan)
+            changed.update((t.track_id, t) for t in result.changed)
+            unassigned.extend(result.unassigned)
+            if scan.time_s - self.last_rules_s >= RULE_INTERVAL_S:
+                # Event time moved on: let rules and publishing see this moment, not only the
+                # end of the batch (a backlog must not hide a crossing in one big step).
+                self._checkpoint(scan.time_s, changed, ended, unassigned, trips, out)
+                changed, ended, unassigned = {}, [], []
+        self._checkpoint(release, changed, ended, unassigned, trips, out)
+        out.processed = len(ready)
+        self._forget_recent(release)
+        return out
+
+    def _checkpoint(
+        self,
+        now_s: float,
+        changed: dict[str, TrackEstimate],
+        ended: list[TrackEstimate],
+        unassigned: list[Detection],
+        trips: TrackRule | None,
+        out: Output,
+    ) -> None:
+        progress = self.tracker.advance(now_s)
+        changed.update((t.track_id, t) for t in progress.changed)
+        ended.extend(progress.ended)
+        if isinstance(trips, UncorroboratedTrips):
+            trips.add(unassigned)
+        if now_s - self.last_rules_s >= RULE_INTERVAL_S:
+            self.last_rules_s = now_s
+            self._run_rules(now_s, out)
+        self._publish(changed, ended, now_s, out)
+
+    def _scans(self, detections: Sequence[Detection]) -> list[Scan]:
+        window = TrackerConfig().scan_window_s
+        scans: list[Scan] = []
+        open_scans: dict[tuple[str, str], Scan] = {}
+        for detection in detections:
+            key = (detection.sensor_id, detection.kind.value)
+            scan = open_scans.get(key)
+            if scan is None or detection.time_s - scan.time_s > window:
+                scan = Scan(detection.sensor_id, detection.time_s, [], self._coverage(detection))
+                open_scans[key] = scan
+                scans.append(scan)
+            scan.detections.append(detection)
+        for scan in scans:
+            scan.time_s = float(np.mean([d.time_s for d in scan.detections]))
+        scans.sort(key=lambda s: s.time_s)
+        return scans
+
+    def _coverage(self, detection: Detection) -> Coverage | None:
+        site = self.context.sensors.get(detection.sensor_id)
+        if site is None or detection.sensor_type != "radar" or site.east_m is None or site.north_m is None:
+            return None
+        return Coverage((site.east_m, site.north_m), site.coverage_m)
+
+    def _forget_recent(self, release: float) -> None:
+        horizon = release - DEDUP_WINDOW_S
+        while self.recent:
+            _, time_s = next(iter(self.recent.items()))
+            if time_s > horizon:
+                break
+            self.recent.popitem(last=False)
+
+    # -- rules -------------------------------------------------------------------------------
+
+    def _run_rules(self, now_s: float, out: Output) -> None:
+        live = self.tracker.estimates(at_s=None, statuses=(TrackStatus.CONFIRMED, TrackStatus.COASTING))
+        track_views: list[TrackView] = views(self.context, live)
+        findings: list[Finding] = []
+        for name, rule in self.rules.items():
+            try:
+                findings.extend(rule.observe(track_views, now_s))
+            except Exception as exc:  # noqa: BLE001 - one rule's failure must not stop the others
+                out.rule_errors.append((name, f"{type(exc).__name__}: {exc}"))
+        for finding in findings:
+            alert = self.book.apply(finding)
+            if alert is not None:
+                out.alerts.append(alert)
+        self.book.expire(now_s)
+
+    # -- publishing --------------------------------------------------------------------------
+
+    def _publish(
+        self, changed: dict[str, TrackEstimate], ended: list[TrackEstimate], now_s: float, out: Output
+    ) -> None:
+        interval = self.context.tracking.publish_interval_s
+        due: list[TrackEstimate] = []
+        for track_id, estimate in changed.items():
+            if estimate.status == TrackStatus.TENTATIVE:
+                continue
+            last = self.published.get(track_id)
+            status_change = last is None or estimate.status == TrackStatus.COASTING
+            if status_change or now_s - last >= interval:  # type: ignore[operator]
+                due.append(estimate)
+                self.pending_publish.discard(track_id)
+            else:
+                self.pending_publish.add(track_id)
+        for track_id in list(self.pending_publish):
+            if track_id in changed:
+                continue
+            last = self.published.get(track_id, -math.inf)
+            if now_s - last >= interval:
+                slot = self.tracker.slot_of(track_id)
+                self.pending_publish.discard(track_id)
+                if slot is not None:
+                    due.append(self.tracker.estimate(slot))
+        messages = self.to_messages(due)
+        for estimate, message in zip(due, messages, strict=True):
+            self.published[estimate.track_id] = now_s
+            out.tracks.append((estimate.track_id, message))
+        for estimate in ended:
+            for rule in self.rules.values():
+                rule.forget(estimate.track_id)
+            self.pending_publish.discard(estimate.track_id)
+            if self.published.pop(estimate.track_id, None) is None:
+                continue  # never shown: nothing to retract
+            [message] = self.to_messages([estimate])
+            out.tracks.append((estimate.track_id, message))
+            out.tracks.append((estimate.track_id, None))
+
+    def to_messages(self, estimates: Sequence[TrackEstimate]) -> list[Track]:
+        """Track estimates as wire messages (WGS84, jurisdiction, border distance)."""
+        if not estimates:
+            return []
+        context = self.context
+        east = np.array([e.east_m for e in estimates])
+        north = np.array([e.north_m for e in estimates])
+        lat, lon, _ = context.frame.to_wgs84(east, north, np.zeros(len(estimates)))
+        countries = context.jurisdiction(east, north)
+        borders = context.border_distance(east, north)
+        out = []
+        for i, estimate in enumerate(estimates):
+            order = np.argsort(-estimate.class_probabilities)
+            covariance = estimate.covariance
+            heading = (
+                math.degrees(math.atan2(estimate.velocity_east_mps, estimate.velocity_north_mps)) % 360.0
+            )
+            out.append(
+                Track(
+                    track_id=estimate.track_id,
+                    region=context.region,
+                    time=_utc(estimate.time_s),
+                    lat=float(lat[i]),
+                    lon=float(lon[i]),
+                    alt_m=estimate.alt_m,
+                    velocity_east_mps=_clip(estimate.velocity_east_mps, 1_000.0),
+                    velocity_north_mps=_clip(estimate.velocity_north_mps, 1_000.0),
+                    speed_mps=min(estimate.speed_mps, 1_500.0),
+                    heading_deg=heading if heading < 360.0 else 0.0,
+                    position_sigma_m=estimate.position_sigma_m,
+                    covariance_en_m2=(
+                        float(covariance[0, 0]),
+                        float(covariance[0, 1]),
+                        float(covariance[1, 1]),
+                    ),
+                    status=estimate.status,
+                    target_class=estimate.target_class,
+                    class_probabilities=[
+                        ClassProbability(
+                            target_class=CLASSES[k],
+                            probability=round(float(estimate.class_probabilities[k]), 4),
+                        )
+                        for k in order
+                    ],
+                    sensor_ids=sorted(estimate.sensor_ids)[:64],
+                    owners=[Owner(country=c, agency=a) for c, a in sorted(estimate.owners)][:16],
+                    jurisdiction=countries[i],
+                    border_distance_m=round(float(borders[i]), 1) if math.isfinite(borders[i]) else None,
+                    update_count=estimate.update_count,
+                    first_seen=_utc(estimate.first_seen_s),
+                    last_update=_utc(estimate.last_update_s),
+                )
+            )
+        return out
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+    def export_state(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "region": self.context.region,
+            "tracker": self.tracker.export_state(),
+            "rules": {name: rule.state() for name, rule in self.rules.items()},
+            "book": self.book.state(),
+            "watermark_s": _finite(self.watermark_s),
+            "release_s": _finite(self.release_s),
+            "last_rules_s": _finite(self.last_rules_s),
+            "published": self.published,
+            "pending_publish": sorted(self.pending_publish),
+            "late_total": self.late_total,
+        }
+
+    @classmethod
+    def restore(cls, context: RegionContext, state: dict[str, Any]) -> RegionEngine:
+        engine = cls(context)
+        engine.tracker = Tracker.from_state(state["tracker"], tracker_config(context))
+        for name, rule_state in state.get("rules", {}).items():
+            if name in engine.rules:
+                engine.rules[name].restore(rule_state)
+        engine.book.restore(state.get("book", {}))
+        engine.watermark_s = _infinite(state.get("watermark_s"))
+        engine.release_s = _infinite(state.get("release_s"))
+        engine.last_rules_s = _infinite(state.get("last_rules_s"))
+        engine.published = dict(state.get("published", {}))
+        engine.pending_publish = set(state.get("pending_publish", []))
+        engine.late_total = int(state.get("late_total", 0))
+        return engine
+
+
+def _utc(time_s: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(time_s, dt.UTC)
+
+
+def _clip(value: float, limit: float) -> float:
+    return max(-limit, min(limit, value))
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _infinite(value: float | None) -> float:
+    return -math.inf if value is None else float(value)

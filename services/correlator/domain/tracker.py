@@ -1,0 +1,632 @@
+"""The multi-sensor tracker of one region: IMM-EKF filtering, GNN association, M-of-N lifecycle.
+
+Assembled from small parts, Stone Soup style: a predictor (``filters.imm_predict``), an
+updater (``filters.imm_update``), an associator (``association.associate``), an initiator
+(``_initiate``), a deleter (``advance``) and a classifier (``classification.ClassFusion``).
+Unlike Stone Soup, tracks live in arrays (struct of arrays), so every step is vectorised over
+tracks and detections.
+
+Input comes in scans: the detections of one sensor at (nearly) one time. The caller feeds
+scans in event-time order (the Kafka loop's reorder window takes care of that) and calls
+:meth:`Tracker.advance` as event time passes, which coasts and ends tracks that receive no
+more detections.
+
+Lifecycle: a track starts *tentative* from a radar or drone detection no track claimed; it
+is *confirmed* when it was detected in ``confirm_m`` of its last ``confirm_n`` opportunities (an
+opportunity is a scan of a sensor whose coverage includes the track); it is *coasting* when
+not updated for ``coast_after_s``; *lost* after ``max_coast_s`` (per class) or when its
+position uncertainty exceeds ``max_position_sigma_m``. Ground sensors never start tracks:
+they confirm, classify and barely locate.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import math
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.spatial import cKDTree
+
+from schemas.tracks import TrackStatus
+from services.correlator.domain.association import associate, gate_threshold
+from services.correlator.domain.classification import CLASSES, ClassFusion, best
+from services.correlator.domain.detections import Detection, MeasurementKind
+from services.correlator.domain.filters import ImmPrediction, combine, imm_predict, imm_update
+from services.correlator.domain.motion import ImmModel
+
+Array = NDArray[np.float64]
+
+FREE, TENTATIVE, CONFIRMED, COASTING = 0, 1, 2, 3
+_STATUS = {TENTATIVE: TrackStatus.TENTATIVE, CONFIRMED: TrackStatus.CONFIRMED, COASTING: TrackStatus.COASTING}
+_EVIDENCE = 20
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Tracking parameters (per region, from the configuration)."""
+
+    imm: ImmModel = field(default_factory=ImmModel)
+    classes: ClassFusion = field(default_factory=ClassFusion)
+    gate_probability: float = 0.9995
+    """Probability that a true detection falls inside its track's gate."""
+    confirm_m: int = 3
+    confirm_n: int = 5
+    tentative_timeout_s: float = 12.0
+    """A tentative track not detected for this long is dropped."""
+    coast_after_s: float = 6.0
+    max_coast_s: dict[str, float] = field(
+        default_factory=lambda: {
+            "person": 45.0,
+            "animal": 30.0,
+            "vehicle": 25.0,
+            "aircraft": 15.0,
+            "vessel": 60.0,
+            "unknown": 30.0,
+        }
+    )
+    """How long a confirmed track may go undetected before it is lost, by class, s."""
+    max_position_sigma_m: float = 400.0
+    initial_speed_sigma_mps: float = 8.0
+    """Velocity uncertainty of a new track (per axis), m/s."""
+    scan_window_s: float = 0.5
+    """Detections of one sensor closer in time than this form one scan."""
+    merge_distance_m: float = 12.0
+    merge_speed_mps: float = 2.0
+    merge_max_age_s: float = 30.0
+    """Two confirmed tracks this close in position and velocity, one of them younger than
+    ``merge_max_age_s``, are one target started twice: merged into the older. Two established
+    tracks that come together stay two (people meeting are not one person)."""
+    search_radius_m: float = 3_000.0
+    """Tracks farther than this from every detection of a scan are not considered for it."""
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Where a scan could have seen targets: a disc in the local frame."""
+
+    center_en: tuple[float, float]
+    radius_m: float
+
+
+@dataclass
+class Scan:
+    """Detections of one sensor at (nearly) one time, all of one measurement kind."""
+
+    sensor_id: str
+    time_s: float
+    detections: list[Detection]
+    coverage: Coverage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrackEstimate:
+    """A track's state at ``time_s`` (for publishing, rules and benchmarks)."""
+
+    track_id: str
+    status: TrackStatus
+    time_s: float
+    east_m: float
+    north_m: float
+    velocity_east_mps: float
+    velocity_north_mps: float
+    covariance: Array
+    """(4, 4) state covariance."""
+    class_probabilities: Array
+    """Over ``classification.CLASSES``."""
+    target_class: str
+    sensor_ids: frozenset[str]
+    owners: frozenset[tuple[str, str]]
+    update_count: int
+    first_seen_s: float
+    last_update_s: float
+    alt_m: float | None
+    evidence: tuple[str, ...]
+    primary_owner: tuple[str, str]
+    """The owner of the sensor that first saw the track."""
+
+    @property
+    def speed_mps(self) -> float:
+        return math.hypot(self.velocity_east_mps, self.velocity_north_mps)
+
+    @property
+    def position_sigma_m(self) -> float:
+        """One-sigma circular equivalent: sqrt((P_ee + P_nn) / 2)."""
+        return math.sqrt(max(0.0, (self.covariance[0, 0] + self.covariance[1, 1]) / 2.0))
+
+
+@dataclass
+class _Meta:
+    track_id: str
+    first_seen_s: float
+    primary_owner: tuple[str, str] = ("", "")
+    sensor_ids: set[str] = field(default_factory=set)
+    owners: set[tuple[str, str]] = field(default_factory=set)
+    evidence: deque[str] = field(default_factory=lambda: deque(maxlen=_EVIDENCE))
+    update_count: int = 0
+    alt_m: float | None = None
+
+
+@dataclass
+class StepResult:
+    """What one scan or one advance changed."""
+
+    changed: list[TrackEstimate] = field(default_factory=list)
+    """Tracks created, updated or whose status changed (tentative ones included)."""
+    ended: list[TrackEstimate] = field(default_factory=list)
+    """Tracks lost (only those that had been confirmed) or merged into another."""
+    unassigned: list[Detection] = field(default_factory=list)
+    """Detections no track took (ground-sensor trips among them)."""
+
+
+class Tracker:
+    """All tracks of one region."""
+
+    def __init__(self, region: str, config: TrackerConfig | None = None, capacity: int = 64) -> None:
+        self.region = region
+        self.config = config or TrackerConfig()
+        self._models = self.config.imm.count
+        self._allocate(capacity)
+        self._meta: dict[int, _Meta] = {}
+        self._free: list[int] = list(range(capacity - 1, -1, -1))
+        self.next_id = 1
+        self.time_s = -math.inf
+        self._gates = {d: gate_threshold(self.config.gate_probability, d) for d in (2, 3)}
+
+    # -- storage -----------------------------------------------------------------------------
+
+    def _allocate(self, capacity: int) -> None:
+        m = self._models
+        self.xm = np.zeros((capacity, m, 4))
+        self.Pm = np.tile(np.eye(4), (capacity, m, 1, 1))
+        self.mu = np.full((capacity, m), 1.0 / m)
+        self.t = np.zeros(capacity)
+        self.last_update = np.zeros(capacity)
+        self.status = np.zeros(capacity, dtype=np.int8)
+        self.history = np.zeros(capacity, dtype=np.int64)
+        """Last ``confirm_n`` opportunities as bits (1 = detected), newest in bit 0."""
+        self.opportunities = np.zeros(capacity, dtype=np.int64)
+        self.cls = np.zeros((capacity, len(CLASSES)))
+
+    def _grow(self) -> None:
+        old = len(self.t)
+        new = old * 2
+        for name in ("xm", "Pm", "mu", "t", "last_update", "status", "history", "opportunities", "cls"):
+            array = getattr(self, name)
+            grown = np.zeros((new, *array.shape[1:]), dtype=array.dtype)
+            grown[:old] = array
+            setattr(self, name, grown)
+        self._free.extend(range(new - 1, old - 1, -1))
+
+    def _new_slot(self) -> int:
+        if not self._free:
+            self._grow()
+        return self._free.pop()
+
+    def _release(self, slot: int) -> None:
+        self.status[slot] = FREE
+        self._meta.pop(slot, None)
+        self._free.append(slot)
+
+    @property
+    def active(self) -> NDArray[np.intp]:
+        return np.flatnonzero(self.status != FREE)
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self.status))
+
+    def counts(self) -> dict[str, int]:
+        """Tracks by status."""
+        return {
+            "tentative": int(np.count_nonzero(self.status == TENTATIVE)),
+            "confirmed": int(np.count_nonzero(self.status == CONFIRMED)),
+            "coasting": int(np.count_nonzero(self.status == COASTING)),
+        }
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _combined(self, slots: NDArray[np.intp]) -> tuple[Array, Array]:
+        return combine(self.xm[slots], self.Pm[slots], self.mu[slots])
+
+    def estimate(self, slot: int, at_s: float | None = None) -> TrackEstimate:
+        """The track in ``slot`` (predicted to ``at_s`` when given and later than its time)."""
+        slots = np.array([slot])
+        if at_s is not None and at_s > self.t[slot]:
+            prediction = imm_predict(
+                self.xm[slots], self.Pm[slots], self.mu[slots], at_s - self.t[slots], self.config.imm
+            )
+            x, P = prediction.combined()
+            time_s = at_s
+        else:
+            x, P = self._combined(slots)
+            time_s = float(self.t[slot])
+        meta = self._meta[slot]
+        probabilities = self.cls[slot].copy()
+        target_class, _ = best(probabilities)
+        return TrackEstimate(
+            track_id=meta.track_id,
+            status=_STATUS[int(self.status[slot])],
+            time_s=float(time_s),
+            east_m=float(x[0, 0]),
+            north_m=float(x[0, 1]),
+            velocity_east_mps=float(x[0, 2]),
+            velocity_north_mps=float(x[0, 3]),
+            covariance=P[0],
+            class_probabilities=probabilities,
+            target_class=target_class,
+            sensor_ids=frozenset(meta.sensor_ids),
+            owners=frozenset(meta.owners),
+            update_count=meta.update_count,
+            first_seen_s=meta.first_seen_s,
+            last_update_s=float(self.last_update[slot]),
+            alt_m=meta.alt_m,
+            evidence=tuple(meta.evidence),
+            primary_owner=meta.primary_owner,
+        )
+
+    def estimates(
+        self, at_s: float | None = None, statuses: Iterable[TrackStatus] | None = None
+    ) -> list[TrackEstimate]:
+        """Every live track (optionally only some statuses), predicted to ``at_s``."""
+        wanted = set(statuses) if statuses is not None else None
+        out = []
+        for slot in self.active:
+            if wanted is None or _STATUS[int(self.status[slot])] in wanted:
+                out.append(self.estimate(int(slot), at_s))
+        return out
+
+    def slot_of(self, track_id: str) -> int | None:
+        for slot, meta in self._meta.items():
+            if meta.track_id == track_id:
+                return slot
+        return None
+
+    # -- scans -------------------------------------------------------------------------------
+
+    def process(self, scan: Scan) -> StepResult:
+        """Associate one scan, update and start tracks; returns what changed."""
+        result = StepResult()
+        by_kind: dict[MeasurementKind, list[Detection]] = {}
+        for detection in scan.detections:
+            by_kind.setdefault(detection.kind, []).append(detection)
+        changed: set[int] = set()
+        assigned_any: set[int] = set()
+        for kind, detections in by_kind.items():
+            slots, unassigned = self._associate_and_update(kind, detections, scan.time_s)
+            changed.update(slots)
+            assigned_any.update(slots)
+            for detection in unassigned:
+                if kind is MeasurementKind.PRESENCE:
+                    result.unassigned.append(detection)
+                else:
+                    changed.add(self._initiate(detection))
+        if scan.coverage is not None:
+            self._count_misses(scan.coverage, scan.time_s, assigned_any)
+        self.time_s = max(self.time_s, scan.time_s)
+        for slot in sorted(changed):
+            if self.status[slot] != FREE:
+                result.changed.append(self.estimate(slot))
+        return result
+
+    def _associate_and_update(
+        self, kind: MeasurementKind, detections: list[Detection], scan_time_s: float
+    ) -> tuple[list[int], list[Detection]]:
+        live = self.active
+        if len(live) == 0:
+            return [], detections
+        positions = np.array([d.position_en() for d in detections])
+        # Coarse search: tracks whose constant-velocity position is near any detection.
+        dt = scan_time_s - self.t[live]
+        x_now, _ = self._combined(live)
+        guess = x_now[:, :2] + x_now[:, 2:4] * np.maximum(dt, 0.0)[:, None]
+        lo = positions.min(axis=0) - self.config.search_radius_m
+        hi = positions.max(axis=0) + self.config.search_radius_m
+        near = np.all((guess >= lo) & (guess <= hi), axis=1)
+        candidates = live[near]
+        if len(candidates) == 0:
+            return [], detections
+        prediction = imm_predict(
+            self.xm[candidates],
+            self.Pm[candidates],
+            self.mu[candidates],
+            scan_time_s - self.t[candidates],
+            self.config.imm,
+        )
+        x, P = prediction.combined()
+        if _same_dim(detections):
+            z = np.array([d.z for d in detections])
+            R = np.array([d.covariance for d in detections])
+        else:  # radial velocity given for some detections only: gate on range and bearing
+            z = np.array([d.z[:2] for d in detections])
+            R = np.array([d.covariance[:2, :2] for d in detections])
+        is_polar = kind is MeasurementKind.POLAR
+        sensor_en = np.asarray(detections[0].sensor_en) if is_polar else None
+        variance = np.array([_position_variance(d) for d in detections])
+        assignment = associate(
+            x, P, z, R, positions, variance, sensor_en, is_polar, self._gates[min(3, z.shape[1])]
+        )
+        if len(assignment.tracks) == 0:
+            return [], detections
+        slots = candidates[assignment.tracks]
+        chosen = [detections[j] for j in assignment.detections]
+        self._update(slots, chosen, is_polar)
+        taken = set(assignment.detections.tolist())
+        return slots.tolist(), [d for j, d in enumerate(detections) if j not in taken]
+
+    def _update(self, slots: NDArray[np.intp], detections: list[Detection], is_polar: bool) -> None:
+        times = np.array([d.time_s for d in detections])
+        prediction = imm_predict(
+            self.xm[slots], self.Pm[slots], self.mu[slots], times - self.t[slots], self.config.imm
+        )
+        groups: dict[int, list[int]] = {}
+        for i, detection in enumerate(detections):
+            groups.setdefault(detection.z.shape[0], []).append(i)
+        for rows in groups.values():
+            index = np.array(rows)
+            part = ImmPrediction(prediction.xm[index], prediction.Pm[index], prediction.c[index])
+            z = np.array([detections[i].z for i in rows])
+            R = np.array([detections[i].covariance for i in rows])
+            sensors = np.array([detections[i].sensor_en for i in rows]) if is_polar else None
+            posterior = imm_update(part, z, R, sensors, is_polar)
+            target = slots[index]
+            self.xm[target] = posterior.xm
+            self.Pm[target] = posterior.Pm
+            self.mu[target] = posterior.mu
+        self.t[slots] = np.maximum(self.t[slots], times)
+        self.last_update[slots] = np.maximum(self.last_update[slots], times)
+        self.history[slots] = ((self.history[slots] << 1) | 1) & ((1 << self.config.confirm_n) - 1)
+        self.opportunities[slots] += 1
+        x, P = self._combined(slots)
+        fusion = self.config.classes
+        for i, slot in enumerate(slots.tolist()):
+            detection = detections[i]
+            meta = self._meta[slot]
+            meta.update_count += 1
+            meta.sensor_ids.add(detection.sensor_id)
+            meta.owners.add(detection.owner)
+            meta.evidence.append(detection.event_id)
+            if detection.alt_m is not None:
+                meta.alt_m = detection.alt_m
+            p = fusion.update(
+                self.cls[slot],
+                fusion.likelihood(detection.sensor_type, detection.target_class, detection.confidence),
+            )
+            speed = math.hypot(x[i, 2], x[i, 3])
+            speed_sigma = math.sqrt(max(0.0, (P[i, 2, 2] + P[i, 3, 3]) / 2.0))
+            self.cls[slot] = fusion.kinematics(p, speed, speed_sigma, None)
+            if self.status[slot] == COASTING or (
+                self.status[slot] == TENTATIVE and _hits(int(self.history[slot])) >= self.config.confirm_m
+            ):
+                self.status[slot] = CONFIRMED
+
+    def _initiate(self, detection: Detection) -> int:
+        slot = self._new_slot()
+        east, north = detection.position_en()
+        x0 = np.array([east, north, 0.0, 0.0])
+        P0 = np.zeros((4, 4))
+        P0[:2, :2] = _position_covariance(detection)
+        sigma_v = self.config.initial_speed_sigma_mps
+        P0[2:, 2:] = np.eye(2) * sigma_v**2
+        if (
+            detection.kind is MeasurementKind.POLAR
+            and detection.z.shape[0] == 3
+            and detection.sensor_en is not None
+        ):
+            bearing = float(detection.z[1])
+            radial = np.array([math.sin(bearing), math.cos(bearing)])
+            tangential = np.array([radial[1], -radial[0]])
+            x0[2:] = detection.z[2] * radial
+            P0[2:, 2:] = detection.covariance[2, 2] * np.outer(radial, radial) + sigma_v**2 * np.outer(
+                tangential, tangential
+            )
+        self.xm[slot] = x0
+        self.Pm[slot] = P0
+        self.mu[slot] = np.asarray(self.config.imm.initial_probability)
+        self.t[slot] = detection.time_s
+        self.last_update[slot] = detection.time_s
+        self.status[slot] = TENTATIVE
+        self.history[slot] = 1
+        self.opportunities[slot] = 1
+        fusion = self.config.classes
+        self.cls[slot] = fusion.update(
+            fusion.initial(),
+            fusion.likelihood(detection.sensor_type, detection.target_class, detection.confidence),
+        )
+        meta = _Meta(
+            track_id=f"{self.region}.T{self.next_id:06d}",
+            first_seen_s=detection.time_s,
+            primary_owner=detection.owner,
+        )
+        self.next_id += 1
+        meta.update_count = 1
+        meta.sensor_ids.add(detection.sensor_id)
+        meta.owners.add(detection.owner)
+        meta.evidence.append(detection.event_id)
+        meta.alt_m = detection.alt_m
+        self._meta[slot] = meta
+        if self.config.confirm_m <= 1:
+            self.status[slot] = CONFIRMED
+        return slot
+
+    def _count_misses(self, coverage: Coverage, time_s: float, assigned: set[int]) -> None:
+        """Tracks inside the scan's coverage that got nothing: a miss in their M-of-N window."""
+        live = self.active
+        if len(live) == 0:
+            return
+        x, _ = self._combined(live)
+        dt = np.maximum(time_s - self.t[live], 0.0)
+        position = x[:, :2] + x[:, 2:4] * dt[:, None]
+        inside = (
+            np.hypot(position[:, 0] - coverage.center_en[0], position[:, 1] - coverage.center_en[1])
+            <= coverage.radius_m
+        )
+        missed = [int(s) for s in live[inside] if int(s) not in assigned and self.t[s] < time_s]
+        mask = (1 << self.config.confirm_n) - 1
+        for slot in missed:
+            self.history[slot] = (int(self.history[slot]) << 1) & mask
+            self.opportunities[slot] += 1
+            if self.status[slot] == TENTATIVE:
+                seen = min(int(self.opportunities[slot]), self.config.confirm_n)
+                possible = _hits(int(self.history[slot])) + (self.config.confirm_n - seen)
+                if possible < self.config.confirm_m:
+                    self._release(slot)
+
+    # -- time --------------------------------------------------------------------------------
+
+    def advance(self, now_s: float) -> StepResult:
+        """Let event time pass: coast, lose and merge tracks. Returns status changes and ends."""
+        result = StepResult()
+        self.time_s = max(self.time_s, now_s)
+        live = self.active
+        if len(live) == 0:
+            return result
+        age = now_s - self.last_update[live]
+        _, P = self._combined(live)
+        sigma = np.sqrt(np.maximum(0.0, (P[:, 0, 0] + P[:, 1, 1]) / 2.0))
+        config = self.config
+        for i, slot in enumerate(live.tolist()):
+            status = int(self.status[slot])
+            if status == TENTATIVE:
+                if age[i] > config.tentative_timeout_s:
+                    self._release(slot)
+                continue
+            target_class, _ = best(self.cls[slot])
+            limit = config.max_coast_s.get(target_class, config.max_coast_s.get("unknown", 30.0))
+            if age[i] > limit or sigma[i] > config.max_position_sigma_m:
+                ended = self.estimate(slot)
+                result.ended.append(_with_status(ended, TrackStatus.LOST))
+                self._release(slot)
+            elif status == CONFIRMED and age[i] > config.coast_after_s:
+                self.status[slot] = COASTING
+                result.changed.append(self.estimate(slot, now_s))
+        result.ended.extend(self._merge(now_s))
+        return result
+
+    def _merge(self, now_s: float) -> list[TrackEstimate]:
+        """Merge confirmed tracks that follow one target (same place, same velocity)."""
+        live = np.flatnonzero((self.status == CONFIRMED) | (self.status == COASTING))
+        if len(live) < 2:
+            return []
+        x, _ = self._combined(live)
+        dt = np.maximum(now_s - self.t[live], 0.0)
+        position = x[:, :2] + x[:, 2:4] * dt[:, None]
+        pairs = cKDTree(position).query_pairs(self.config.merge_distance_m, output_type="ndarray")
+        ended = []
+        gone: set[int] = set()
+        for a, b in pairs:
+            sa, sb = int(live[a]), int(live[b])
+            if sa in gone or sb in gone:
+                continue
+            if math.hypot(x[a, 2] - x[b, 2], x[a, 3] - x[b, 3]) > self.config.merge_speed_mps:
+                continue
+            keep, drop = (sa, sb) if self._meta[sa].first_seen_s <= self._meta[sb].first_seen_s else (sb, sa)
+            if now_s - self._meta[drop].first_seen_s > self.config.merge_max_age_s:
+                continue
+            kept, dropped = self._meta[keep], self._meta[drop]
+            kept.sensor_ids |= dropped.sensor_ids
+            kept.owners |= dropped.owners
+            kept.update_count += dropped.update_count
+            kept.evidence.extend(dropped.evidence)
+            fusion = self.config.classes
+            self.cls[keep] = fusion.update(self.cls[keep], self.cls[drop])
+            ended.append(_with_status(self.estimate(drop), TrackStatus.LOST))
+            self._release(drop)
+            gone.add(drop)
+        return ended
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+    def export_state(self) -> dict[str, Any]:
+        """Everything needed to resume: JSON-ready (arrays as base64 little-endian bytes)."""
+        live = self.active
+        arrays = {
+            name: getattr(self, name)[live]
+            for name in ("xm", "Pm", "mu", "t", "last_update", "status", "history", "opportunities", "cls")
+        }
+        return {
+            "version": 1,
+            "region": self.region,
+            "next_id": self.next_id,
+            "time_s": self.time_s if math.isfinite(self.time_s) else None,
+            "arrays": {
+                name: {
+                    "dtype": str(a.dtype),
+                    "shape": list(a.shape),
+                    "data": base64.b64encode(np.ascontiguousarray(a).tobytes()).decode(),
+                }
+                for name, a in arrays.items()
+            },
+            "meta": [
+                {
+                    "track_id": m.track_id,
+                    "first_seen_s": m.first_seen_s,
+                    "sensor_ids": sorted(m.sensor_ids),
+                    "owners": sorted(m.owners),
+                    "evidence": list(m.evidence),
+                    "update_count": m.update_count,
+                    "alt_m": m.alt_m,
+                    "primary_owner": list(m.primary_owner),
+                }
+                for m in (self._meta[int(s)] for s in live)
+            ],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], config: TrackerConfig | None = None) -> Tracker:
+        """A tracker resumed from :meth:`export_state`."""
+        arrays = {
+            name: np.frombuffer(base64.b64decode(spec["data"]), dtype=spec["dtype"])
+            .reshape(spec["shape"])
+            .copy()
+            for name, spec in state["arrays"].items()
+        }
+        count = len(state["meta"])
+        tracker = cls(state["region"], config, capacity=max(64, 1 << max(count - 1, 1).bit_length()))
+        for name, values in arrays.items():
+            getattr(tracker, name)[:count] = values
+        tracker._free = list(range(len(tracker.t) - 1, count - 1, -1))
+        for slot, meta in enumerate(state["meta"]):
+            tracker._meta[slot] = _Meta(
+                track_id=meta["track_id"],
+                first_seen_s=meta["first_seen_s"],
+                sensor_ids=set(meta["sensor_ids"]),
+                owners={(o[0], o[1]) for o in meta["owners"]},
+                evidence=deque(meta["evidence"], maxlen=_EVIDENCE),
+                update_count=meta["update_count"],
+                alt_m=meta["alt_m"],
+                primary_owner=(meta["primary_owner"][0], meta["primary_owner"][1]),
+            )
+        tracker.next_id = int(state["next_id"])
+        tracker.time_s = state["time_s"] if state["time_s"] is not None else -math.inf
+        return tracker
+
+
+def _hits(history: int) -> int:
+    return history.bit_count()
+
+
+def _same_dim(detections: Sequence[Detection]) -> bool:
+    return len({d.z.shape[0] for d in detections}) == 1
+
+
+def _position_covariance(detection: Detection) -> Array:
+    """Position covariance of a detection in the local frame (polar: first-order conversion)."""
+    if detection.kind is MeasurementKind.POLAR:
+        r, b = float(detection.z[0]), float(detection.z[1])
+        jacobian = np.array([[math.sin(b), r * math.cos(b)], [math.cos(b), -r * math.sin(b)]])
+        return np.asarray(jacobian @ detection.covariance[:2, :2] @ jacobian.T, dtype=np.float64)
+    return np.asarray(detection.covariance[:2, :2], dtype=np.float64)
+
+
+def _position_variance(detection: Detection) -> float:
+    covariance = _position_covariance(detection)
+    return float(covariance[0, 0] + covariance[1, 1])
+
+
+def _with_status(estimate: TrackEstimate, status: TrackStatus) -> TrackEstimate:
+    return dataclasses.replace(estimate, status=status)

@@ -1,0 +1,79 @@
+"""The correlator's Prometheus metrics, on a registry given by the caller."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class CorrelatorMetrics:
+    """What the correlator counts; labels stay low-cardinality (never a track or sensor id)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.records = Counter(
+            "lindero_correlator_records", "Records consumed, by input topic", ["topic"], registry=registry
+        )
+        self.detections = Counter(
+            "lindero_correlator_detections", "Detections given to the tracker", registry=registry
+        )
+        self.late = Counter(
+            "lindero_correlator_late_events",
+            "Detections older than the reorder window allowed (counted and dropped)",
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "lindero_correlator_duplicate_events", "Repeated event ids dropped", registry=registry
+        )
+        self.dead_letters = Counter(
+            "lindero_correlator_dead_letters",
+            "Records sent to the dead-letter topic, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.alerts = Counter(
+            "lindero_correlator_alerts", "Alert revisions published, by kind", ["kind"], registry=registry
+        )
+        self.track_updates = Counter(
+            "lindero_correlator_track_updates",
+            "Track messages published (tombstones included)",
+            registry=registry,
+        )
+        self.tracks = Gauge(
+            "lindero_correlator_tracks", "Live tracks, by status", ["status"], registry=registry
+        )
+        self.rule_errors = Counter(
+            "lindero_correlator_rule_errors",
+            "Rule evaluations that failed, by rule",
+            ["rule"],
+            registry=registry,
+        )
+        self.step_seconds = Histogram(
+            "lindero_correlator_step_seconds",
+            "Time to track one batch of detections and run the rules (association included)",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2),
+            registry=registry,
+        )
+        self.commit_seconds = Histogram(
+            "lindero_correlator_commit_seconds",
+            "Time to commit one transaction (outputs + state + offsets)",
+            buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+            registry=registry,
+        )
+        self.state_bytes = Histogram(
+            "lindero_correlator_state_bytes",
+            "Size of one partition snapshot",
+            buckets=(1e3, 1e4, 1e5, 3e5, 1e6, 3e6, 1e7),
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "lindero_correlator_consumer_lag",
+            "Records behind the end of the input, by topic",
+            ["topic"],
+            registry=registry,
+        )
+        self.partitions = Gauge("lindero_correlator_partitions", "Input partitions owned", registry=registry)
+        self.aborts = Counter(
+            "lindero_correlator_aborted_transactions",
+            "Transactions aborted (state rolled back)",
+            registry=registry,
+        )

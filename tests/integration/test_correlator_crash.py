@@ -1,0 +1,167 @@
+"""A correlator SIGKILLed mid-stream and restarted loses no alert, repeats none and resumes its tracks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from services.core.config import LinderoConfig
+from services.core.geography import Geography
+from services.core.kafka import KafkaSettings
+from services.core.localkafka import free_port
+from services.correlator.domain.region import RegionContext
+from tests.conftest import DEMO_CONFIG
+from tests.integration.conftest import KafkaFactory, wait_until
+from tests.integration.correlator_fixtures import (
+    Writer,
+    alerts_in,
+    radar_events,
+    running_correlator,
+    tracks_in,
+)
+
+CHUNK_S = 120
+CHUNKS = 8
+
+
+def crossing(context: RegionContext, fraction: float, start_s: float) -> list[tuple[float, float, float]]:
+    """A person walking straight across the border at ``fraction`` of its length, CO to VE, 1.3 m/s."""
+    border = context.borders[0].line
+    here = border.interpolate(fraction, normalized=True)
+    ahead = border.interpolate(min(1.0, fraction + 0.01), normalized=True)
+    tangent = np.array([ahead.x - here.x, ahead.y - here.y])
+    normal = np.array([-tangent[1], tangent[0]]) / np.linalg.norm(tangent)
+    probe = np.array([here.x, here.y]) + 200.0 * normal
+    if context.jurisdiction(probe[:1], probe[1:])[0] != "CO":
+        normal = -normal  # make the normal point into Colombia
+    start = np.array([here.x, here.y]) + 260.0 * normal
+    return [(start_s + t, *(start - 1.3 * t * normal)) for t in range(0, 420, 2)]
+
+
+def scenario(context: RegionContext) -> list[dict[str, Any]]:
+    """Eight people crossing the border one after another (16 minutes of radar events)."""
+    events: list[dict[str, Any]] = []
+    for person in range(8):
+        path = crossing(context, 0.25 + 0.05 * person, person * 110.0)
+        events.extend(radar_events(context, "co-cuc-rdr-1", [(t, float(e), float(n)) for t, e, n in path]))
+    events.sort(key=lambda e: e["time"])
+    return events
+
+
+def chunks(events: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    out: list[list[dict[str, Any]]] = [[] for _ in range(CHUNKS + 4)]
+    first = events[0]["time"]
+    import datetime as dt
+
+    t0 = dt.datetime.fromisoformat(first)
+    for event in events:
+        index = int((dt.datetime.fromisoformat(event["time"]) - t0).total_seconds() // CHUNK_S)
+        out[min(index, len(out) - 1)].append(event)
+    return [c for c in out if c]
+
+
+def start_correlator(kafka: KafkaSettings, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "LINDERO_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "LINDERO_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
+        "LINDERO_KAFKA_PARTITIONS": str(kafka.partitions),
+        "LINDERO_CONFIG": str(DEMO_CONFIG),
+        "LINDERO_CORRELATOR_PORT": str(port),
+        "LINDERO_CORRELATOR_COMMIT_INTERVAL_S": "0.1",
+        "LINDERO_CORRELATOR_LOG_LEVEL": os.environ.get("LINDERO_TEST_SERVICE_LOG_LEVEL", "INFO"),
+    }
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.correlator"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+async def owns_partitions(port: int) -> bool:
+    try:
+        async with httpx.AsyncClient() as client:
+            body = (await client.get(f"http://127.0.0.1:{port}/readyz", timeout=2)).json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    return any(p.startswith("sensor.events") for p in body.get("partitions", []))
+
+
+async def test_sigkill_and_restart_is_exactly_once(
+    make_kafka: KafkaFactory, demo_config: LinderoConfig, tmp_path: Path
+) -> None:
+    """Kill -9 mid-stream: after a restart the alerts equal a clean run's, none twice, same tracks."""
+    context = RegionContext.build(demo_config, Geography.load(demo_config.geography_path), "co-ve-cucuta")
+    parts = chunks(scenario(context))
+
+    reference = make_kafka()
+    async with running_correlator(reference, demo_config), Writer(reference, demo_config) as writer:
+        for part in parts:
+            await writer.write(part)
+            await asyncio.sleep(0.3)
+
+        async def all_crossed() -> bool:
+            return (
+                len({a["alert_id"] for a in await alerts_in(reference) if a["kind"] == "border_crossing"})
+                >= 8
+            )
+
+        await wait_until(all_crossed, 90, "the reference run's eight crossings")
+        await asyncio.sleep(1.0)
+    expected = {a["alert_id"]: a for a in await alerts_in(reference)}
+
+    kafka = make_kafka()
+    port = free_port()
+    log = tmp_path / "correlator.log"
+    process = start_correlator(kafka, port, log)
+    try:
+        async with Writer(kafka, demo_config) as writer:
+            await wait_until(lambda: owns_partitions(port), 60, "the correlator to own its partitions")
+            killed_at = None
+            for index, part in enumerate(parts):
+                await writer.write(part)
+                await asyncio.sleep(0.3)
+                if killed_at is None and index >= 3 and await alerts_in(kafka):
+                    process.send_signal(signal.SIGKILL)
+                    process.wait(10)
+                    killed_at = index
+                    process = start_correlator(kafka, port, log)
+            assert killed_at is not None, "the correlator was never killed mid-stream"
+            await wait_until(
+                lambda: owns_partitions(port), 60, "the restarted correlator to own its partitions"
+            )
+
+            async def caught_up() -> bool:
+                found = {a["alert_id"] for a in await alerts_in(kafka)}
+                return set(expected) <= found
+
+            await wait_until(caught_up, 90, "the restarted correlator to raise every expected alert")
+            await asyncio.sleep(1.5)
+    finally:
+        process.terminate()
+        process.wait(30)
+
+    alerts = await alerts_in(kafka)
+    revisions = Counter((a["alert_id"], a["revision"]) for a in alerts)
+    assert max(revisions.values()) == 1, "an alert revision was published twice"
+    got = {a["alert_id"]: a for a in alerts}
+    assert set(got) == set(expected), "alerts lost or invented across the crash"
+    for alert_id, alert in got.items():
+        assert alert["track_ids"] == expected[alert_id]["track_ids"], (
+            "the restarted correlator did not resume its tracks"
+        )
+        assert alert["details"].get("direction") == expected[alert_id]["details"].get("direction")
+    crossing_tracks = {a["track_ids"][0] for a in alerts if a["kind"] == "border_crossing"}
+    tracks = await tracks_in(kafka)
+    numbers = sorted({int(track_id.rsplit("T", 1)[1]) for track_id, _ in tracks})
+    assert crossing_tracks <= {track_id for track_id, _ in tracks}
+    assert numbers == sorted({int(t.rsplit("T", 1)[1]) for t, _ in await tracks_in(reference)})
+    assert "Traceback" not in log.read_text(errors="replace")
