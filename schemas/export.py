@@ -17,6 +17,7 @@ from pydantic import TypeAdapter
 from schemas.alerts import Alert
 from schemas.events import SensorEvent, SensorEventRecord, SensorStatus, SensorStatusRecord
 from schemas.topics import REGISTRY
+from schemas.lifecycle import AlertAction, AlertState, AuditRecord, Dispatch
 from schemas.tracks import Track
 
 JSON_DIR = Path(__file__).with_name("json")
@@ -28,6 +29,10 @@ _DOCUMENTS: dict[str, Any] = {
     "SensorStatusRecord": SensorStatusRecord,
     "Track": Track,
     "Alert": Alert,
+    "AlertAction": AlertAction,
+    "AlertState": AlertState,
+    "Dispatch": Dispatch,
+    "AuditRecord": AuditRecord,
 }
 _INBOUND = frozenset({"SensorEvent", "SensorStatus"})
 """Documents gateways post: ingest refuses unknown fields there, so the schema says so too."""

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from schemas.alerts import Alert
 from schemas.events import SensorEventRecord, SensorStatusRecord
+from schemas.lifecycle import AlertAction, AlertState, AuditRecord, Dispatch
 from schemas.tracks import Track
 
 Cleanup = Literal["delete", "compact"]
@@ -89,6 +90,39 @@ CORRELATOR_STATE = Topic(
     configs=(("segment.ms", str(10 * 60 * 1000)), ("max.message.bytes", str(32 * 1024 * 1024))),
 )
 
+ALERT_ACTIONS = Topic(
+    name="alert.actions",
+    model=AlertAction,
+    key="alert id",
+    cleanup="delete",
+    retention_ms=90 * _DAY_MS,
+    doc="Requests to change alerts: operators' actions, teams' answers, webhook reports, timers.",
+)
+ALERT_STATE = Topic(
+    name="alert.state",
+    model=AlertState,
+    key="alert id",
+    cleanup="compact",
+    retention_ms=None,
+    doc="The current state of every alert (lifecycle status, history, dispatch).",
+)
+DISPATCHES = Topic(
+    name="dispatches",
+    model=Dispatch,
+    key="team id",
+    cleanup="delete",
+    retention_ms=90 * _DAY_MS,
+    doc="Every change of every dispatch of a rapid response team.",
+)
+AUDIT = Topic(
+    name="audit",
+    model=AuditRecord,
+    key="subject (alert, dispatch or policy id)",
+    cleanup="delete",
+    retention_ms=365 * _DAY_MS,
+    doc="Who did what, when, and whether it was allowed. Append-only.",
+)
+
 REGISTRY: tuple[Topic, ...] = (
     SENSOR_EVENTS,
     SENSOR_STATUS,
@@ -96,6 +130,10 @@ REGISTRY: tuple[Topic, ...] = (
     TRACKS,
     ALERTS,
     CORRELATOR_STATE,
+    ALERT_ACTIONS,
+    ALERT_STATE,
+    DISPATCHES,
+    AUDIT,
 )
 """Every topic Lindero uses, in data-flow order."""
 

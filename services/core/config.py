@@ -205,6 +205,97 @@ class Zone(ConfigModel):
     severity: Literal["info", "low", "medium", "high", "critical"] = "high"
 
 
+class CommandCentre(ConfigModel):
+    """A regional command centre: its country's operators watch some regions from it."""
+
+    id: Identifier
+    name: Name
+    country: CountryCode
+    agency: Identifier
+    regions: list[Identifier] = Field(min_length=1)
+
+
+Capability = Literal["foot", "vehicle", "k9", "drone", "medical", "riverine", "aviation"]
+
+
+class Webhook(ConfigModel):
+    """Where a team's dispatch notifications are POSTed (HMAC-SHA256 signed)."""
+
+    url: Annotated[str, StringConstraints(pattern=r"^https?://", max_length=500)]
+    secret_env: Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")] = Field(
+        description="name of the environment variable that holds the signing secret (never the secret itself)"
+    )
+
+
+class Team(ConfigModel):
+    """A rapid response team."""
+
+    id: Identifier
+    name: Name
+    country: CountryCode
+    agency: Identifier
+    region: Identifier
+    base: Position
+    capabilities: list[Capability] = Field(min_length=1)
+    available: bool = Field(default=True, description="false: on leave, never dispatched")
+    webhook: Webhook | None = None
+
+
+AlertKindName = Literal[
+    "border_crossing",
+    "restricted_zone",
+    "loitering",
+    "rendezvous",
+    "low_slow_flyer",
+    "implausible_speed",
+    "activity_surge",
+    "silent_sensor",
+    "sensor_tamper",
+    "sensor_low_battery",
+    "sensor_fault",
+    "uncorroborated_trip",
+]
+Redactable = Literal["sensor_ids", "sensor_sites", "evidence", "owner_agency", "track_ids", "details"]
+
+
+def _redactable(*names: Redactable) -> list[Redactable]:
+    return list(names)
+
+
+class Agreement(ConfigModel):
+    """A sharing agreement: what a party's centres see of alerts and tracks in the other parties' land."""
+
+    id: Identifier
+    name: Name
+    parties: list[CountryCode] = Field(min_length=2)
+    max_border_distance_m: float = Field(
+        gt=0, description="only what happens this close to a shared border, m"
+    )
+    min_severity: Literal["info", "low", "medium", "high", "critical"] = "medium"
+    kinds: list[AlertKindName] | None = Field(default=None, description="None: every kind")
+    share_tracks: bool = Field(default=True, description="tracks within the distance are shared too")
+    redact: list[Redactable] = Field(
+        default_factory=lambda: _redactable("sensor_ids", "sensor_sites", "evidence"),
+        description="fields removed before a partner sees them",
+    )
+
+
+class DispatchConfig(ConfigModel):
+    """How teams are chosen and how long an offer stands."""
+
+    auto_severity: Literal["info", "low", "medium", "high", "critical"] | None = Field(
+        default="critical",
+        description="alerts at or above this severity are dispatched automatically (None: never)",
+    )
+    accept_timeout_s: float = Field(
+        default=120.0, gt=0, description="an offer not accepted by then escalates, s"
+    )
+    max_escalations: int = Field(default=3, ge=0, description="teams tried after the first before giving up")
+    capabilities: dict[AlertKindName, list[Capability]] = Field(
+        default_factory=dict, description="kinds that need a capability (a team needs one of them)"
+    )
+
+
 class LinderoConfig(ConfigModel):
     """The whole deployment configuration."""
 
@@ -219,6 +310,10 @@ class LinderoConfig(ConfigModel):
     rules: RulesConfig = RulesConfig()
     sensors: list[SensorConfig] = Field(default_factory=list)
     gateways: list[Gateway] = Field(default_factory=list)
+    centres: list[CommandCentre] = Field(default_factory=list)
+    teams: list[Team] = Field(default_factory=list)
+    agreements: list[Agreement] = Field(default_factory=list)
+    dispatch: DispatchConfig = DispatchConfig()
     _source: Path | None = PrivateAttr(default=None)
 
     @property
@@ -260,6 +355,14 @@ class LinderoConfig(ConfigModel):
     @cached_property
     def gateways_by_id(self) -> dict[str, Gateway]:
         return {gateway.id: gateway for gateway in self.gateways}
+
+    @cached_property
+    def centres_by_id(self) -> dict[str, CommandCentre]:
+        return {centre.id: centre for centre in self.centres}
+
+    @cached_property
+    def teams_by_id(self) -> dict[str, Team]:
+        return {team.id: team for team in self.teams}
 
 
 def _duplicates(section: str, ids: Iterable[str]) -> list[tuple[tuple[Any, ...], str]]:
@@ -332,6 +435,32 @@ def cross_check(config: LinderoConfig) -> list[tuple[tuple[Any, ...], str]]:
             found.append(
                 (("zones", index, "area"), "the area needs three distinct points and a non-zero area")
             )
+
+    found += _duplicates("centres", (c.id for c in config.centres))
+    found += _duplicates("teams", (t.id for t in config.teams))
+    found += _duplicates("agreements", (a.id for a in config.agreements))
+    for index, centre in enumerate(config.centres):
+        problem = owner_problem(Owner(country=centre.country, agency=centre.agency))
+        if problem:
+            found.append((("centres", index, "agency"), problem))
+        for j, region_id in enumerate(centre.regions):
+            if region_id not in config.regions_by_id:
+                found.append((("centres", index, "regions", j), f"unknown region {region_id!r}"))
+    for index, team in enumerate(config.teams):
+        problem = owner_problem(Owner(country=team.country, agency=team.agency))
+        if problem:
+            found.append((("teams", index, "agency"), problem))
+        region = config.regions_by_id.get(team.region)
+        if region is None:
+            found.append((("teams", index, "region"), f"unknown region {team.region!r}"))
+        elif not region.contains(team.base.lat, team.base.lon):
+            found.append((("teams", index, "base"), f"the base lies outside region {region.id!r}"))
+    for index, agreement in enumerate(config.agreements):
+        for j, code in enumerate(agreement.parties):
+            if code not in config.countries_by_code:
+                found.append((("agreements", index, "parties", j), f"unknown country {code!r}"))
+        if len(set(agreement.parties)) != len(agreement.parties):
+            found.append((("agreements", index, "parties"), "a country is listed twice"))
 
     key_ids: dict[str, str] = {}
     for index, gateway in enumerate(config.gateways):
