@@ -16,8 +16,8 @@ from pydantic import TypeAdapter
 
 from schemas.alerts import Alert
 from schemas.events import SensorEvent, SensorEventRecord, SensorStatus, SensorStatusRecord
-from schemas.topics import REGISTRY
 from schemas.lifecycle import AlertAction, AlertState, AuditRecord, Dispatch
+from schemas.topics import REGISTRY
 from schemas.tracks import Track
 
 JSON_DIR = Path(__file__).with_name("json")
