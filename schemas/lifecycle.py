@@ -102,6 +102,7 @@ class HistoryEntry(WireModel):
     status: AlertStatus
     actor: Actor | None = None
     note: ShortText | None = None
+    action_id: uuid.UUID | None = Field(default=None, description="the action that made this step")
 
 
 class DispatchStatus(StrEnum):
@@ -168,6 +169,9 @@ class AlertState(WireModel):
     dispatch: Dispatch | None = Field(default=None, description="the current (latest) dispatch")
     last_action_id: uuid.UUID | None = Field(default=None, description="the action that made this version")
     suggested_team: Identifier | None = Field(default=None, description="nearest available suitable team")
+    teams_offered: list[Identifier] = Field(
+        default_factory=list, max_length=50, description="teams this alert was offered to, in order"
+    )
     notice: ShortText | None = Field(default=None, description="e.g. why a dispatch could not be made")
 
 
