@@ -650,6 +650,9 @@ class UncorroboratedTrips:
 
     A trip no track took is held for ``wait_s``; if by then no live track is within
     ``radius_m`` of the sensor, it is reported (repeated trips of one sensor update one alert).
+    Trips of one sensor no more than ``cooldown_s`` apart form a series, counted for the
+    escalation (the third escalates to medium); a trip after a longer gap starts a new series:
+    the old one is reported cleared as of its last trip, so the alert book raises a new alert.
     """
 
     def __init__(self, context: RegionContext, rules: RulesConfig) -> None:
@@ -657,6 +660,7 @@ class UncorroboratedTrips:
         self.config = rules.uncorroborated_trip
         self.pending: list[dict[str, Any]] = []
         self.trips: dict[str, int] = {}
+        self.last: dict[str, float] = {}  # sensor -> time of the latest trip of its series
 
     def add(self, detections: Iterable[Detection]) -> None:
         for detection in detections:
@@ -692,8 +696,14 @@ class UncorroboratedTrips:
             ):
                 continue
             sensor = trip["sensor_id"]
+            last = self.last.get(sensor)
+            if last is not None and trip["time_s"] - last > self.config.cooldown_s:
+                # The previous series is over: it ended with its last trip.
+                out.append(cleared(AlertKind.UNCORROBORATED_TRIP, sensor, last))
+                self.trips.pop(sensor, None)
             count = self.trips.get(sensor, 0) + 1
             self.trips[sensor] = count
+            self.last[sensor] = trip["time_s"] if last is None else max(last, trip["time_s"])
             severity = Severity(self.config.severity)
             if count >= 3 and severity.rank < Severity.MEDIUM.rank:
                 severity = Severity.MEDIUM
@@ -722,11 +732,12 @@ class UncorroboratedTrips:
         return None
 
     def state(self) -> dict[str, Any]:
-        return {"pending": self.pending, "trips": self.trips}
+        return {"pending": self.pending, "trips": self.trips, "last": self.last}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.pending = list(state.get("pending", []))
         self.trips = dict(state.get("trips", {}))
+        self.last = dict(state.get("last", {}))
 
 
 def cleared(kind: AlertKind, key: str, time_s: float) -> Finding:
