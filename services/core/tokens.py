@@ -24,7 +24,9 @@ secret is a :class:`~pydantic.SecretStr` (``**********`` in every repr).
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime as dt
+import json
 import re
 import sys
 import uuid
@@ -65,6 +67,7 @@ _PLACEHOLDERS = frozenset(
 _PLACEHOLDER_PARTS = ("changeme", "changethis", "replaceme", "yoursecret", "placeholder", "notasecret")
 _MIN_DISTINCT_CHARS = 8
 _ALLOWED_HEADER = frozenset({"alg", "typ"})
+_B64URL_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _TTL_RE = re.compile(r"^\s*(\d{1,9})\s*([smhd]?)\s*$")
 _TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3_600, "d": 86_400}
 
@@ -103,7 +106,9 @@ class TokenSettings(BaseSettings):
     Generate the secret with ``python -c "import secrets; print(secrets.token_urlsafe(48))"``.
     """
 
-    model_config = SettingsConfigDict(env_prefix="LINDERO_AUTH_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="LINDERO_AUTH_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     secret: SecretStr = Field(description="HS256 signing secret, at least 32 bytes; no default")
     issuer: str = Field(default="lindero", min_length=1, max_length=100, description="the iss claim")
@@ -256,10 +261,16 @@ def issue(
 
 
 def _check_header(token: str) -> None:
+    """Vet the header ourselves before PyJWT interprets any of it (no ``b64``/``crit`` games)."""
+    parts = token.split(".")
+    if len(parts) != 3 or not all(_B64URL_RE.match(part) for part in parts[:2]):
+        raise TokenError("malformed")
     try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError:
+        header = json.loads(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
+    except (ValueError, RecursionError):
         raise TokenError("malformed") from None
+    if not isinstance(header, dict):
+        raise TokenError("malformed")
     if header.get("alg") != ALGORITHM:
         raise TokenError("algorithm not allowed")
     if header.get("typ", "JWT") != "JWT" or not set(header) <= _ALLOWED_HEADER:
