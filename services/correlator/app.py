@@ -49,7 +49,7 @@ def create_app(
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:
-        body = {"ready": correlator.ready, "partitions": sorted(w.key for w in correlator.workers.values())}
+        body = {"ready": correlator.ready, "partitions": sorted(t.key for t in correlator.tasks)}
         return JSONResponse(body, status_code=200 if correlator.ready else 503)
 
     @app.get("/metrics", tags=["operations"])
@@ -71,7 +71,6 @@ async def _supervise(correlator: Correlator, stop: asyncio.Event) -> None:
             log.error("correlator loop failed: %s; restarting in %.1f s", exc, backoff_s)
             with contextlib.suppress(KafkaError, OSError):
                 await correlator.stop()
-            correlator.workers.clear()
             await asyncio.sleep(backoff_s)
             backoff_s = min(backoff_s * 2, 10.0)
             continue

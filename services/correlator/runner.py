@@ -1,37 +1,30 @@
 """The correlator's Kafka loop: consume, correlate, and commit outputs, state and offsets together.
 
-One consumer (group ``lindero-correlator``) reads ``sensor.events`` (key: region, so one region
-lives on one partition) and ``sensor.status`` (key: sensor). Each assigned input partition gets
-a :class:`PartitionWorker` with its own transactional producer, ``transactional.id`` derived from
-the partition: when a partition moves to another instance, the new owner's
-``init_transactions`` fences the old one, so a zombie can never commit for it (exactly-once
-after Kafka's original design, which aiokafka supports).
+A :class:`~services.core.processor.Processor` (consumer group ``lindero-correlator``) reads
+``sensor.events`` (key: region, so one region lives on one partition) and ``sensor.status``
+(key: sensor). Each assigned input partition is a :class:`CorrelatorTask` with its own
+transactional producer (see :mod:`services.core.processor` for the fencing and the order of a
+commit). Every ``commit_interval_s``, when something changed, one transaction holds: the track
+updates and alerts the partition's regions produced, its records for the dead-letter topic, its
+snapshot (``correlator.state``, compacted, key = input partition) and its input offset.
 
-Every ``commit_interval_s`` (when something changed) a worker commits one transaction holding:
-the track updates and alerts its regions produced, its records for the dead-letter topic, its
-snapshot (``correlator.state``, compacted, key = input partition) and its input offset. The
-offset committed is the smallest one still waiting in a reorder buffer, so after a crash the
-new owner restores the snapshot, re-reads from that offset, and skips what the snapshot already
-contains (each region remembers up to which event time it has processed). Downstream consumers
-read committed only, so an alert is seen exactly once or not at all.
-
-If a commit fails, the transaction is aborted and the worker rolls back: it reloads its last
-committed snapshot and rewinds the consumer to the committed offset.
+The offset committed is the smallest one still waiting in a reorder buffer, so after a crash
+the new owner restores the snapshot, re-reads from that offset, and skips what the snapshot
+already contains (each region remembers up to which event time it has processed). Downstream
+consumers read committed only, so an alert is seen exactly once or not at all.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
-from aiokafka.partitioner import murmur2
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
 from schemas.events import SensorEventRecord, SensorStatusRecord
@@ -47,6 +40,16 @@ from schemas.topics import (
 from services.core.config import LinderoConfig
 from services.core.geography import Geography
 from services.core.kafka import ensure_topics, topic_partitions
+from services.core.processor import (
+    Batch,
+    OutRecord,
+    PartitionTask,
+    Processor,
+    ProcessorHooks,
+    json_record,
+    partition_of,
+    read_latest,
+)
 from services.correlator.domain.alertbook import AlertBook
 from services.correlator.domain.detections import from_record
 from services.correlator.domain.engine import Output, RegionEngine
@@ -73,27 +76,20 @@ class PoisonRecord(CorrelatorError):
         self.detail = detail
 
 
-class PartitionWorker:
-    """The state and the transactional producer of one input partition."""
+class CorrelatorTask(PartitionTask):
+    """The regions (or the sensors' health) of one input partition."""
 
-    def __init__(self, runner: Correlator, tp: TopicPartition, producer: AIOKafkaProducer) -> None:
+    def __init__(self, runner: Correlator, tp: TopicPartition) -> None:
+        super().__init__(tp)
         self.runner = runner
-        self.tp = tp
         self.kind = "events" if tp.topic == runner.names(SENSOR_EVENTS) else "status"
-        self.producer = producer
         self.key = f"{(SENSOR_EVENTS if self.kind == 'events' else SENSOR_STATUS).name}-{tp.partition}"
         self.engines: dict[str, RegionEngine] = {}
         self.health = SensorHealth(runner.contexts, runner.sensors_on_status_partition(tp.partition))
         self.books: dict[str, AlertBook] = {region: AlertBook(ctx) for region, ctx in runner.contexts.items()}
         self.status_time_s = 0.0
-        self.position: int | None = None
-        """The next input offset (after the last record consumed)."""
-        self.committed: int | None = None
         self.findings: list[tuple[str, Any]] = []
-        self.dead_letters: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
-        self.last_commit = 0.0
-        self.last_input_wall = time.time()
-        """Wall-clock time of the latest input: while idle, event time moves on with the wall clock."""
+        self.dead_letters: list[OutRecord] = []
 
     # -- state -------------------------------------------------------------------------------
 
@@ -109,7 +105,22 @@ class PartitionWorker:
             "status_time_s": self.status_time_s,
         }
 
-    def restore(self, state: dict[str, Any] | None) -> None:
+    async def restore(self, processor: Processor) -> None:
+        """The last committed snapshot of this partition (nothing: a fresh start)."""
+        runner = self.runner
+        topic = runner.names(CORRELATOR_STATE)
+        partitions = (await topic_partitions(runner.settings.kafka, [topic])).get(topic, [])
+        state = None
+        if partitions:
+            key = self.key.encode()
+            found = await read_latest(runner.settings.kafka, topic, partition_of(key, len(partitions)), {key})
+            value = found.get(key)
+            state = orjson.loads(value) if value else None
+        self.load(state)
+        self.dead_letters = []
+        self.findings = []
+
+    def load(self, state: dict[str, Any] | None) -> None:
         self.engines = {}
         self.health = SensorHealth(
             self.runner.contexts, self.runner.sensors_on_status_partition(self.tp.partition)
@@ -129,10 +140,9 @@ class PartitionWorker:
 
     # -- input -------------------------------------------------------------------------------
 
-    def consume(self, records: Iterable[Any]) -> None:
-        self.last_input_wall = time.time()
+    def consume(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        self.runner.metrics.records.labels(self.tp.topic).inc(len(records))
         for record in records:
-            self.position = record.offset + 1
             try:
                 if self.kind == "events":
                     self._event(record)
@@ -183,16 +193,18 @@ class PartitionWorker:
             poison,
             extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
         )
-        headers = [
+        headers = (
             ("lindero-error", f"{poison.reason}: {poison.detail}".encode()[:2000]),
             ("lindero-source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
-        ]
-        self.dead_letters.append((record.key, record.value, headers))
+        )
+        self.dead_letters.append(
+            OutRecord(self.runner.names(SENSOR_DEAD_LETTERS), record.key, record.value, headers)
+        )
 
     # -- output ------------------------------------------------------------------------------
 
-    def step(self, caught_up: bool, wall_s: float) -> Output:
-        """Run the pure core for this partition: track, rules, alerts.
+    def step(self, caught_up: bool, wall_s: float, final: bool) -> Batch:
+        """Run the pure core for this partition (track, rules, alerts) and pack the commit.
 
         Event time drives everything. When the partition is caught up and quiet, event time
         moves on by the wall time elapsed since the last input (so a quiet region still coasts
@@ -219,8 +231,25 @@ class PartitionWorker:
                 alert = self.books[region].apply(finding)
                 if alert is not None:
                     out.alerts.append(alert)
-        self.runner.metrics.step_seconds.observe(time.perf_counter() - started)
-        return out
+        metrics = self.runner.metrics
+        metrics.step_seconds.observe(time.perf_counter() - started)
+        for name, error in out.rule_errors:
+            metrics.rule_errors.labels(name).inc()
+            log.error("rule %s failed: %s", name, error, extra={"partition": self.key})
+        names = self.runner.names
+        records = [
+            OutRecord(
+                names(TRACKS), track_id.encode(), None if track is None else track.model_dump_json().encode()
+            )
+            for track_id, track in out.tracks
+        ]
+        records += [json_record(names(ALERTS), alert.alert_id, alert) for alert in out.alerts]
+        records += self.dead_letters
+        self.dead_letters = []
+        snapshot = OutRecord(names(CORRELATOR_STATE), self.key.encode(), orjson.dumps(self.export_state()))
+        return Batch(
+            records=records, state=[snapshot], after_commit=[lambda: self.runner.published(self, out)]
+        )
 
     def commit_offset(self) -> int | None:
         """The offset to commit: the next one to read, or the oldest still in a reorder buffer."""
@@ -228,17 +257,6 @@ class PartitionWorker:
             return None
         buffered = [o for o in (e.min_buffered_offset() for e in self.engines.values()) if o is not None]
         return min([self.position, *buffered])
-
-
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, runner: Correlator) -> None:
-        self.runner = runner
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self.runner.release(revoked)
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self.runner.take(assigned)
 
 
 class Correlator:
@@ -258,12 +276,27 @@ class Correlator:
             geography = Geography.load(config.geography_path)
         self.contexts = {r.id: RegionContext.build(config, geography, r.id) for r in config.regions}
         self.names = settings.kafka.topics
-        self.group_id = f"{settings.kafka.topic_prefix}{settings.group_id}"
-        self.workers: dict[TopicPartition, PartitionWorker] = {}
-        self.consumer: AIOKafkaConsumer | None = None
         self.status_partitions = 0
-        self.ready = False
-        self.stopping = False
+        self.processor = Processor(
+            settings.kafka,
+            settings.group_id,
+            [self.names(SENSOR_EVENTS), self.names(SENSOR_STATUS)],
+            lambda tp: CorrelatorTask(self, tp),
+            name="correlator",
+            commit_interval_s=settings.commit_interval_s,
+            max_batch=settings.max_batch,
+            idle_lag=settings.idle_lag,
+            hooks=ProcessorHooks(committed=self._committed, aborted=lambda *_: metrics.aborts.inc()),
+            before_start=self._prepare,
+        )
+
+    @property
+    def ready(self) -> bool:
+        return self.processor.ready
+
+    @property
+    def tasks(self) -> list[CorrelatorTask]:
+        return [t for t in self.processor.tasks.values() if isinstance(t, CorrelatorTask)]
 
     def sensors_on_status_partition(self, partition: int) -> list[str]:
         """Sensor ids whose status reports land on ``partition`` of sensor.status."""
@@ -272,242 +305,65 @@ class Correlator:
         return [
             s.id
             for s in self.config.sensors
-            if (murmur2(s.id.encode()) & 0x7FFFFFFF) % self.status_partitions == partition
+            if partition_of(s.id.encode(), self.status_partitions) == partition
         ]
 
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def _consumer(self) -> AIOKafkaConsumer:
-        if self.consumer is None:
-            raise CorrelatorError("the correlator is not started")
-        return self.consumer
-
-    async def start(self) -> None:
+    async def _prepare(self) -> None:
         kafka = self.settings.kafka
         if self.settings.create_topics:
             await ensure_topics(kafka, list(REGISTRY))
         found = await topic_partitions(kafka, [self.names(SENSOR_STATUS)])
         self.status_partitions = len(found.get(self.names(SENSOR_STATUS), []))
-        self.consumer = AIOKafkaConsumer(
-            client_id=f"{kafka.client_id}-correlator",
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            max_poll_interval_ms=300_000,
-            **kafka.client_options(),
-        )
-        await self.consumer.start()
-        self.consumer.subscribe(
-            [self.names(SENSOR_EVENTS), self.names(SENSOR_STATUS)], listener=_Listener(self)
-        )
-        self.ready = True
-        log.info("correlator started", extra={"group": self.group_id})
+
+    async def start(self) -> None:
+        await self.processor.start()
 
     async def stop(self) -> None:
-        self.stopping = True
-        if self.consumer is not None:
-            await self.release(list(self.workers))
-            await self.consumer.stop()
-        self.ready = False
+        await self.processor.stop()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll, correlate and commit until ``stop`` is set."""
-        consumer = self._consumer()
-        poll_ms = max(10, int(self.settings.commit_interval_s * 500))
+        """Poll, correlate and commit until ``stop`` is set (gauges refreshed as it goes)."""
+        watcher = asyncio.create_task(self._gauges_forever(stop))
+        try:
+            await self.processor.run(stop)
+        finally:
+            watcher.cancel()
+
+    async def _gauges_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=poll_ms, max_records=self.settings.max_batch)
-            for tp, records in batches.items():
-                worker = self.workers.get(tp)
-                if worker is None:  # never skip input: read these again once a worker exists
-                    consumer.seek(tp, records[0].offset)
-                    continue
-                self.metrics.records.labels(tp.topic).inc(len(records))
-                worker.consume(records)
-            now = time.monotonic()
-            for worker in list(self.workers.values()):
-                if now - worker.last_commit >= self.settings.commit_interval_s:
-                    await self.commit(worker)
+            await asyncio.sleep(1.0)
             self._gauges()
 
     def _gauges(self) -> None:
-        consumer = self._consumer()
         counts = {"tentative": 0, "confirmed": 0, "coasting": 0}
         lags = {"events": 0, "status": 0}
-        for tp, worker in self.workers.items():
-            for engine in worker.engines.values():
+        for task in self.tasks:
+            for engine in task.engines.values():
                 for status, count in engine.tracker.counts().items():
                     counts[status] += count
-            end = consumer.highwater(tp)
-            if end is not None and worker.position is not None:
-                lags[worker.kind] += max(0, end - worker.position)
+            lag = self.processor.lag(task) if self.processor.consumer is not None else None
+            lags[task.kind] += lag or 0
         for status, count in counts.items():
             self.metrics.tracks.labels(status).set(count)
         for kind, lag in lags.items():
             self.metrics.lag.labels(self.names(SENSOR_EVENTS if kind == "events" else SENSOR_STATUS)).set(lag)
-        self.metrics.partitions.set(len(self.workers))
+        self.metrics.partitions.set(len(self.processor.tasks))
 
-    # -- partitions --------------------------------------------------------------------------
+    def _committed(self, task: PartitionTask, seconds: float, state_bytes: int) -> None:
+        self.metrics.commit_seconds.observe(seconds)
+        self.metrics.state_bytes.observe(state_bytes)
 
-    async def take(self, assigned: Iterable[TopicPartition]) -> None:
-        """New partitions: fence their previous owner, restore their state, position the consumer.
-
-        The partitions stay paused until their worker is ready, so no record is fetched for a
-        partition nobody can process yet.
-        """
-        fresh = [tp for tp in assigned if tp not in self.workers]
-        if fresh:
-            self._consumer().pause(*fresh)
-        await asyncio.gather(*(self._open_and_resume(tp) for tp in fresh))
-
-    async def _open_and_resume(self, tp: TopicPartition) -> None:
-        worker = await self._open(tp)
-        self.workers[tp] = worker
-        self._consumer().resume(tp)
-        log.info(
-            "took partition",
-            extra={"topic": tp.topic, "partition": tp.partition, "position": worker.committed},
-        )
-
-    async def _open(self, tp: TopicPartition) -> PartitionWorker:
-        producer = AIOKafkaProducer(
-            client_id=f"{self.settings.kafka.client_id}-correlator",
-            transactional_id=f"{self.group_id}.{tp.topic}.{tp.partition}",
-            max_request_size=32 * 1024 * 1024,
-            **self.settings.kafka.client_options(),
-        )
-        await producer.start()  # init_transactions: fences any zombie with this transactional id
-        worker = PartitionWorker(self, tp, producer)
-        try:
-            await self._load(worker)
-        except BaseException:
-            await producer.stop()
-            raise
-        return worker
-
-    async def release(self, revoked: Iterable[TopicPartition]) -> None:
-        """Partitions going away: commit what they have, then drop their state."""
-        for tp in list(revoked):
-            worker = self.workers.pop(tp, None)
-            if worker is None:
-                continue
-            try:
-                await self.commit(worker, final=True)
-            except KafkaError as exc:
-                log.warning("final commit of %s failed: %s", worker.key, exc)
-            finally:
-                with contextlib.suppress(KafkaError):
-                    await worker.producer.stop()
-            log.info("released partition", extra={"topic": tp.topic, "partition": tp.partition})
-
-    async def _load(self, worker: PartitionWorker) -> None:
-        """Restore the worker from its last committed snapshot and rewind to its committed offset."""
-        consumer = self._consumer()
-        state = await self._read_state(worker.key)
-        worker.restore(state)
-        committed = await consumer.committed(worker.tp)
-        worker.committed = committed
-        worker.position = committed
-        if committed is not None:
-            consumer.seek(worker.tp, committed)
-        else:
-            await consumer.seek_to_beginning(worker.tp)
-
-    async def _read_state(self, key: str) -> dict[str, Any] | None:
-        kafka = self.settings.kafka
-        topic = self.names(CORRELATOR_STATE)
-        partitions = (await topic_partitions(kafka, [topic])).get(topic, [])
-        if not partitions:
-            return None
-        tp = TopicPartition(topic, (murmur2(key.encode()) & 0x7FFFFFFF) % len(partitions))
-        reader = AIOKafkaConsumer(
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            max_partition_fetch_bytes=64 * 1024 * 1024,
-            fetch_max_bytes=64 * 1024 * 1024,
-            **kafka.client_options(),
-        )
-        await reader.start()
-        latest: bytes | None = None
-        try:
-            reader.assign([tp])
-            await reader.seek_to_beginning(tp)
-            end = (await reader.end_offsets([tp]))[tp]
-            while await reader.position(tp) < end:
-                batch = await reader.getmany(tp, timeout_ms=1000)
-                for record in batch.get(tp, []):
-                    if record.key == key.encode():
-                        latest = record.value
-        finally:
-            await reader.stop()
-        if latest is None:
-            return None
-        state: dict[str, Any] = orjson.loads(latest)
-        return state
-
-    # -- commits -----------------------------------------------------------------------------
-
-    async def commit(self, worker: PartitionWorker, final: bool = False) -> None:
-        """One transaction: outputs, dead letters, snapshot and offset of one partition."""
-        worker.last_commit = time.monotonic()
-        end = self._consumer().highwater(worker.tp)
-        caught_up = end is None or worker.position is None or end - worker.position <= self.settings.idle_lag
-        output = worker.step(caught_up and not final, time.time())
-        offset = worker.commit_offset()
-        for name, error in output.rule_errors:
-            self.metrics.rule_errors.labels(name).inc()
-            log.error("rule %s failed: %s", name, error, extra={"partition": worker.key})
-        nothing_new = not output.tracks and not output.alerts and not worker.dead_letters
-        if nothing_new and offset == worker.committed and not final:
-            return
-        started = time.perf_counter()
-        snapshot = orjson.dumps(worker.export_state())
-        producer = worker.producer
-        try:
-            async with producer.transaction():
-                for track_id, track in output.tracks:
-                    value = None if track is None else track.model_dump_json().encode()
-                    await producer.send(self.names(TRACKS), value=value, key=track_id.encode())
-                for alert in output.alerts:
-                    await producer.send(
-                        self.names(ALERTS),
-                        value=alert.model_dump_json().encode(),
-                        key=alert.alert_id.encode(),
-                    )
-                for key, value, headers in worker.dead_letters:
-                    await producer.send(
-                        self.names(SENSOR_DEAD_LETTERS), value=value, key=key, headers=headers
-                    )
-                await producer.send(self.names(CORRELATOR_STATE), value=snapshot, key=worker.key.encode())
-                if offset is not None:
-                    await producer.send_offsets_to_transaction({worker.tp: offset}, self.group_id)
-        except ProducerFenced:
-            log.warning("fenced: another instance owns %s now", worker.key)
-            self.workers.pop(worker.tp, None)
-            return
-        except KafkaError as exc:
-            self.metrics.aborts.inc()
-            log.error("transaction for %s failed (%s); rolling back to the last commit", worker.key, exc)
-            worker.dead_letters = []
-            await self._load(worker)
-            return
-        worker.dead_letters = []
-        worker.committed = offset
+    def published(self, task: CorrelatorTask, output: Output) -> None:
+        """Once a transaction committed: count and log what it published."""
+        self.metrics.detections.inc(output.processed)
+        self.metrics.track_updates.inc(len(output.tracks))
         log.debug(
             "committed %s tracks, %s alerts, %s detections",
             len(output.tracks),
             len(output.alerts),
             output.processed,
-            extra={
-                "partition": worker.key,
-                "offset": offset,
-                "seconds": round(time.perf_counter() - started, 4),
-            },
+            extra={"partition": task.key, "offset": task.commit_offset()},
         )
-        self.metrics.commit_seconds.observe(time.perf_counter() - started)
-        self.metrics.state_bytes.observe(len(snapshot))
-        self.metrics.detections.inc(output.processed)
-        self.metrics.track_updates.inc(len(output.tracks))
         for alert in output.alerts:
             self.metrics.alerts.labels(alert.kind.value).inc()
             log.info(

@@ -1,0 +1,350 @@
+"""Exactly-once consume–transform–produce over Kafka, one transactional producer per input partition.
+
+Used by the correlator and by the alerts service's lifecycle. A :class:`Processor` subscribes a
+consumer group to its input topics; every assigned input partition gets a :class:`PartitionTask`
+(the service's own subclass) with its own transactional producer whose ``transactional.id`` is
+derived from the partition. When a partition moves to another instance, the new owner's
+``init_transactions`` fences the old one, so a zombie can never commit for it (Kafka's original
+exactly-once design, which aiokafka supports).
+
+The order of a commit, every ``commit_interval_s`` when something changed:
+
+1. the task turns what it consumed into output records (pure work),
+2. one transaction: the output records, the task's state records (a snapshot or changelog),
+   and the input offset the task names (``send_offsets_to_transaction``),
+3. on any Kafka error: abort, then roll back: the task reloads its last committed state and the
+   consumer rewinds to the last committed offset.
+
+New partitions stay paused until their task has restored its state, so no record is ever
+fetched for a partition nobody can process yet; revoked partitions commit what they have first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.structs import ConsumerRecord
+
+from services.core.kafka import KafkaSettings, topic_partitions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """One record to write in the commit's transaction (``value`` None: a tombstone)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+@dataclass
+class Batch:
+    """What a task hands over for one commit."""
+
+    records: list[OutRecord] = field(default_factory=list)
+    state: list[OutRecord] = field(default_factory=list)
+    """State records (snapshot or changelog); written only when ``records`` is not empty or the
+    offset moved, in the same transaction."""
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+    """Called once the transaction is committed (metrics, logs)."""
+
+
+class PartitionTask:
+    """The state of one input partition. Services subclass it."""
+
+    def __init__(self, tp: TopicPartition) -> None:
+        self.tp = tp
+        self.position: int | None = None
+        """The next input offset (after the last record consumed)."""
+        self.committed: int | None = None
+        self.last_commit = 0.0
+        self.last_input_wall = time.time()
+        """Wall-clock time of the latest input (idle time lets event time move on)."""
+
+    async def restore(self, processor: Processor) -> None:
+        """Load the last committed state (called on assignment and after a failed commit)."""
+
+    def consume(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """Take records in (pure work only)."""
+        raise NotImplementedError
+
+    def step(self, caught_up: bool, wall_s: float, final: bool) -> Batch:
+        """Everything to write now (pure work only)."""
+        raise NotImplementedError
+
+    def commit_offset(self) -> int | None:
+        """The input offset to commit: by default the next one to read."""
+        return self.position
+
+
+TaskFactory = Callable[[TopicPartition], PartitionTask]
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, processor: Processor) -> None:
+        self.processor = processor
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.processor.release(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.processor.take(assigned)
+
+
+@dataclass
+class ProcessorHooks:
+    """Observers a service can plug in (all optional)."""
+
+    committed: Callable[[PartitionTask, float, int], None] | None = None
+    """(task, seconds the transaction took, bytes of state written)"""
+    aborted: Callable[[PartitionTask, Exception], None] | None = None
+
+
+class Processor:
+    """A consumer group whose partitions are processed by transactional tasks."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        group_id: str,
+        topics: Sequence[str],
+        factory: TaskFactory,
+        *,
+        name: str,
+        commit_interval_s: float = 0.2,
+        max_batch: int = 5_000,
+        idle_lag: int = 50,
+        hooks: ProcessorHooks | None = None,
+        before_start: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.kafka = kafka
+        self.group_id = f"{kafka.topic_prefix}{group_id}"
+        self.topics = list(topics)
+        self.factory = factory
+        self.name = name
+        self.commit_interval_s = commit_interval_s
+        self.max_batch = max_batch
+        self.idle_lag = idle_lag
+        self.hooks = hooks or ProcessorHooks()
+        self.before_start = before_start
+        self.tasks: dict[TopicPartition, PartitionTask] = {}
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producers: dict[TopicPartition, AIOKafkaProducer] = {}
+        self.ready = False
+
+    def _consumer(self) -> AIOKafkaConsumer:
+        if self.consumer is None:
+            raise RuntimeError(f"the {self.name} processor is not started")
+        return self.consumer
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.before_start is not None:
+            await self.before_start()
+        self.consumer = AIOKafkaConsumer(
+            client_id=f"{self.kafka.client_id}-{self.name}",
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            max_poll_interval_ms=300_000,
+            **self.kafka.client_options(),
+        )
+        await self.consumer.start()
+        self.consumer.subscribe(self.topics, listener=_Listener(self))
+        self.ready = True
+        log.info("%s started", self.name, extra={"group": self.group_id})
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            await self.release(list(self.tasks))
+            await self.consumer.stop()
+            self.consumer = None
+        self.ready = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll, process and commit until ``stop`` is set."""
+        consumer = self._consumer()
+        poll_ms = max(10, int(self.commit_interval_s * 500))
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=poll_ms, max_records=self.max_batch)
+            for tp, records in batches.items():
+                task = self.tasks.get(tp)
+                if task is None:  # never skip input: read these again once a task exists
+                    consumer.seek(tp, records[0].offset)
+                    continue
+                task.last_input_wall = time.time()
+                task.position = records[-1].offset + 1
+                task.consume(records)
+            now = time.monotonic()
+            for task in list(self.tasks.values()):
+                if now - task.last_commit >= self.commit_interval_s:
+                    await self.commit(task)
+
+    def lag(self, task: PartitionTask) -> int | None:
+        """Records between the task's position and the partition's end, when known."""
+        end: int | None = self._consumer().highwater(task.tp)
+        if end is None or task.position is None:
+            return None
+        return max(0, end - task.position)
+
+    # -- partitions --------------------------------------------------------------------------
+
+    async def take(self, assigned: Iterable[TopicPartition]) -> None:
+        fresh = [tp for tp in assigned if tp not in self.tasks]
+        if fresh:
+            self._consumer().pause(*fresh)
+        await asyncio.gather(*(self._open(tp) for tp in fresh))
+
+    async def _open(self, tp: TopicPartition) -> None:
+        producer = AIOKafkaProducer(
+            client_id=f"{self.kafka.client_id}-{self.name}",
+            transactional_id=f"{self.group_id}.{tp.topic}.{tp.partition}",
+            max_request_size=32 * 1024 * 1024,
+            **self.kafka.client_options(),
+        )
+        await producer.start()  # init_transactions: fences any zombie with this transactional id
+        task = self.factory(tp)
+        try:
+            await self._load(task)
+        except BaseException:
+            await producer.stop()
+            raise
+        self.producers[tp] = producer
+        self.tasks[tp] = task
+        self._consumer().resume(tp)
+        log.info(
+            "took partition", extra={"topic": tp.topic, "partition": tp.partition, "position": task.committed}
+        )
+
+    async def release(self, revoked: Iterable[TopicPartition]) -> None:
+        for tp in list(revoked):
+            task = self.tasks.pop(tp, None)
+            producer = self.producers.pop(tp, None)
+            if task is None or producer is None:
+                continue
+            try:
+                await self._commit(task, producer, final=True)
+            except KafkaError as exc:
+                log.warning("final commit of %s/%s failed: %s", tp.topic, tp.partition, exc)
+            finally:
+                with contextlib.suppress(KafkaError):
+                    await producer.stop()
+            log.info("released partition", extra={"topic": tp.topic, "partition": tp.partition})
+
+    async def _load(self, task: PartitionTask) -> None:
+        consumer = self._consumer()
+        await task.restore(self)
+        committed = await consumer.committed(task.tp)
+        task.committed = committed
+        task.position = committed
+        if committed is not None:
+            consumer.seek(task.tp, committed)
+        else:
+            await consumer.seek_to_beginning(task.tp)
+
+    # -- commits -----------------------------------------------------------------------------
+
+    async def commit(self, task: PartitionTask) -> None:
+        producer = self.producers.get(task.tp)
+        if producer is not None:
+            await self._commit(task, producer)
+
+    async def _commit(self, task: PartitionTask, producer: AIOKafkaProducer, final: bool = False) -> None:
+        task.last_commit = time.monotonic()
+        lag = self.lag(task)
+        caught_up = lag is None or lag <= self.idle_lag
+        batch = task.step(caught_up and not final, time.time(), final)
+        offset = task.commit_offset()
+        if not batch.records and offset == task.committed and not final:
+            return
+        started = time.perf_counter()
+        state_bytes = sum(len(r.value or b"") for r in batch.state)
+        try:
+            async with producer.transaction():
+                for record in (*batch.records, *batch.state):
+                    await producer.send(
+                        record.topic, value=record.value, key=record.key, headers=list(record.headers)
+                    )
+                if offset is not None:
+                    await producer.send_offsets_to_transaction({task.tp: offset}, self.group_id)
+        except ProducerFenced:
+            log.warning("fenced: another instance owns %s/%s now", task.tp.topic, task.tp.partition)
+            self.tasks.pop(task.tp, None)
+            self.producers.pop(task.tp, None)
+            return
+        except KafkaError as exc:
+            log.error(
+                "transaction for %s/%s failed (%s); rolling back", task.tp.topic, task.tp.partition, exc
+            )
+            if self.hooks.aborted is not None:
+                self.hooks.aborted(task, exc)
+            await self._load(task)
+            return
+        task.committed = offset
+        for callback in batch.after_commit:
+            callback()
+        if self.hooks.committed is not None:
+            self.hooks.committed(task, time.perf_counter() - started, state_bytes)
+
+
+async def read_latest(
+    kafka: KafkaSettings, topic: str, partition: int, keys: set[bytes] | None = None
+) -> dict[bytes, bytes | None]:
+    """The latest value of every key (or of ``keys``) in one partition of a compacted topic.
+
+    Reads from the beginning to the current end, read-committed; a tombstone maps to None.
+    """
+    found = (await topic_partitions(kafka, [topic])).get(topic, [])
+    if partition not in found:
+        return {}
+    tp = TopicPartition(topic, partition)
+    reader = AIOKafkaConsumer(
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=64 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+        **kafka.client_options(),
+    )
+    await reader.start()
+    latest: dict[bytes, bytes | None] = {}
+    try:
+        reader.assign([tp])
+        await reader.seek_to_beginning(tp)
+        end = (await reader.end_offsets([tp]))[tp]
+        while await reader.position(tp) < end:
+            batch = await reader.getmany(tp, timeout_ms=1000)
+            for record in batch.get(tp, []):
+                if record.key is not None and (keys is None or record.key in keys):
+                    latest[record.key] = record.value
+    finally:
+        await reader.stop()
+    return latest
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner: murmur2 of the key, modulo the partition count."""
+    from aiokafka.partitioner import murmur2
+
+    return int((murmur2(key) & 0x7FFFFFFF) % partitions)
+
+
+def tombstone(topic: str, key: str) -> OutRecord:
+    return OutRecord(topic, key.encode(), None)
+
+
+def json_record(topic: str, key: str, model: Any) -> OutRecord:
+    """A pydantic model as a record (JSON by alias)."""
+    return OutRecord(topic, key.encode(), model.model_dump_json().encode())
