@@ -62,6 +62,10 @@ class SensorHealth:
         if not rules.enabled:
             return out
         flags = self.flags.setdefault(status.sensor_id, set())
+        battery_severity = Severity(rules.low_battery_severity)
+        if status.battery_pct is not None and status.battery_pct < 5:
+            # Nearly empty: at least medium, never below what the configuration asks for.
+            battery_severity = max(battery_severity, Severity.MEDIUM, key=lambda s: s.rank)
         checks: list[tuple[AlertKind, bool, Severity, str, dict[str, Any]]] = [
             (
                 AlertKind.SENSOR_TAMPER,
@@ -73,7 +77,7 @@ class SensorHealth:
             (
                 AlertKind.SENSOR_LOW_BATTERY,
                 status.battery_pct is not None and status.battery_pct < rules.low_battery_pct,
-                Severity.MEDIUM if (status.battery_pct or 100) < 5 else Severity(rules.low_battery_severity),
+                battery_severity,
                 f"Battery of {status.sensor_id} at {status.battery_pct or 0:.0f}%",
                 {"battery_pct": status.battery_pct},
             ),
