@@ -66,7 +66,8 @@ class SensorHealth:
         if status.battery_pct is not None and status.battery_pct < 5:
             # Nearly empty: at least medium, never below what the configuration asks for.
             battery_severity = max(battery_severity, Severity.MEDIUM, key=lambda s: s.rank)
-        checks: list[tuple[AlertKind, bool, Severity, str, dict[str, Any]]] = [
+        # (kind, holds: None when the report does not say, severity, summary, details)
+        checks: list[tuple[AlertKind, bool | None, Severity, str, dict[str, Any]]] = [
             (
                 AlertKind.SENSOR_TAMPER,
                 status.tamper,
@@ -76,14 +77,16 @@ class SensorHealth:
             ),
             (
                 AlertKind.SENSOR_LOW_BATTERY,
-                status.battery_pct is not None and status.battery_pct < rules.low_battery_pct,
+                None if status.battery_pct is None else status.battery_pct < rules.low_battery_pct,
                 battery_severity,
                 f"Battery of {status.sensor_id} at {status.battery_pct or 0:.0f}%",
                 {"battery_pct": status.battery_pct},
             ),
             (
                 AlertKind.SENSOR_FAULT,
-                status.self_test in {SelfTest.FAILED, SelfTest.DEGRADED},
+                None
+                if status.self_test is None
+                else status.self_test in {SelfTest.FAILED, SelfTest.DEGRADED},
                 Severity(rules.fault_severity) if status.self_test == SelfTest.FAILED else Severity.LOW,
                 f"Self-test of {status.sensor_id}: {status.self_test.value if status.self_test else ''}"
                 + (f" ({status.message})" if status.message else ""),
@@ -91,6 +94,8 @@ class SensorHealth:
             ),
         ]
         for kind, holds, severity, summary, details in checks:
+            if holds is None:
+                continue  # not reported: the condition stays as it was
             if holds:
                 flags.add(kind.value)
                 out.append(
