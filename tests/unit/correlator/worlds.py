@@ -53,8 +53,8 @@ def context_of(config: LinderoConfig, region: str = CUCUTA) -> RegionContext:
     return RegionContext.build(config, _geography(config.geography_path), region)
 
 
-def with_rules(config: LinderoConfig, **sections: dict[str, Any]) -> LinderoConfig:
-    """``config`` with some keys of some rule sections changed, e.g. ``loitering={"radius_m": 80}``."""
+def with_rules(config: LinderoConfig, **sections: Any) -> LinderoConfig:
+    """``config`` with some rule keys changed, e.g. ``loitering={"radius_m": 80}, update_interval_s=5``."""
     rules = RulesConfig.model_validate(merged(config.rules, sections))
     return config.model_copy(update={"rules": rules})
 
