@@ -17,6 +17,10 @@ The order of a commit, every ``commit_interval_s`` when something changed:
 
 New partitions stay paused until their task has restored its state, so no record is ever
 fetched for a partition nobody can process yet; revoked partitions commit what they have first.
+
+With ``copartitioned=True`` the input topics share their keys and partition counts (like
+``alerts`` and ``alert.actions``): partition *p* of every input belongs to one task, with one
+producer, and the group uses the range assignor so that one instance owns all of them.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import ConsumerRecord
 
@@ -61,34 +66,43 @@ class Batch:
 
 
 class PartitionTask:
-    """The state of one input partition. Services subclass it."""
+    """The state of one input partition (or of partition *p* of co-partitioned inputs).
 
-    def __init__(self, tp: TopicPartition) -> None:
-        self.tp = tp
-        self.position: int | None = None
-        """The next input offset (after the last record consumed)."""
-        self.committed: int | None = None
+    Services subclass it. ``tp`` is the task's first input partition; ``positions`` and
+    ``committed`` hold, per input partition, the next offset to read and the last committed one.
+    """
+
+    def __init__(self, tps: Sequence[TopicPartition]) -> None:
+        self.tps = list(tps)
+        self.tp = self.tps[0]
+        self.positions: dict[TopicPartition, int | None] = dict.fromkeys(self.tps)
+        self.committed: dict[TopicPartition, int | None] = dict.fromkeys(self.tps)
         self.last_commit = 0.0
         self.last_input_wall = time.time()
         """Wall-clock time of the latest input (idle time lets event time move on)."""
+
+    @property
+    def position(self) -> int | None:
+        """The next offset of the first (for single-input tasks: the only) input partition."""
+        return self.positions[self.tp]
 
     async def restore(self, processor: Processor) -> None:
         """Load the last committed state (called on assignment and after a failed commit)."""
 
     def consume(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        """Take records in (pure work only)."""
+        """Take records in (pure work only). Records of one input partition at a time."""
         raise NotImplementedError
 
     def step(self, caught_up: bool, wall_s: float, final: bool) -> Batch:
         """Everything to write now (pure work only)."""
         raise NotImplementedError
 
-    def commit_offset(self) -> int | None:
-        """The input offset to commit: by default the next one to read."""
-        return self.position
+    def commit_offsets(self) -> dict[TopicPartition, int]:
+        """The input offsets to commit: by default the next ones to read."""
+        return {tp: offset for tp, offset in self.positions.items() if offset is not None}
 
 
-TaskFactory = Callable[[TopicPartition], PartitionTask]
+TaskFactory = Callable[[list[TopicPartition]], PartitionTask]
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -127,6 +141,7 @@ class Processor:
         idle_lag: int = 50,
         hooks: ProcessorHooks | None = None,
         before_start: Callable[[], Awaitable[None]] | None = None,
+        copartitioned: bool = False,
     ) -> None:
         self.kafka = kafka
         self.group_id = f"{kafka.topic_prefix}{group_id}"
@@ -138,10 +153,16 @@ class Processor:
         self.idle_lag = idle_lag
         self.hooks = hooks or ProcessorHooks()
         self.before_start = before_start
-        self.tasks: dict[TopicPartition, PartitionTask] = {}
+        self.copartitioned = copartitioned
+        self.tasks: dict[Any, PartitionTask] = {}
+        """Tasks by key: the input partition, or its number when co-partitioned."""
+        self.owner: dict[TopicPartition, PartitionTask] = {}
         self.consumer: AIOKafkaConsumer | None = None
-        self.producers: dict[TopicPartition, AIOKafkaProducer] = {}
+        self.producers: dict[Any, AIOKafkaProducer] = {}
         self.ready = False
+
+    def _key(self, tp: TopicPartition) -> Any:
+        return tp.partition if self.copartitioned else tp
 
     def _consumer(self) -> AIOKafkaConsumer:
         if self.consumer is None:
@@ -153,6 +174,9 @@ class Processor:
     async def start(self) -> None:
         if self.before_start is not None:
             await self.before_start()
+        extra: dict[str, Any] = {}
+        if self.copartitioned:
+            extra["partition_assignment_strategy"] = (RangePartitionAssignor,)
         self.consumer = AIOKafkaConsumer(
             client_id=f"{self.kafka.client_id}-{self.name}",
             group_id=self.group_id,
@@ -160,6 +184,7 @@ class Processor:
             isolation_level="read_committed",
             auto_offset_reset="earliest",
             max_poll_interval_ms=300_000,
+            **extra,
             **self.kafka.client_options(),
         )
         await self.consumer.start()
@@ -169,7 +194,7 @@ class Processor:
 
     async def stop(self) -> None:
         if self.consumer is not None:
-            await self.release(list(self.tasks))
+            await self.release(list(self.owner))
             await self.consumer.stop()
             self.consumer = None
         self.ready = False
@@ -181,12 +206,12 @@ class Processor:
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=poll_ms, max_records=self.max_batch)
             for tp, records in batches.items():
-                task = self.tasks.get(tp)
+                task = self.owner.get(tp)
                 if task is None:  # never skip input: read these again once a task exists
                     consumer.seek(tp, records[0].offset)
                     continue
                 task.last_input_wall = time.time()
-                task.position = records[-1].offset + 1
+                task.positions[tp] = records[-1].offset + 1
                 task.consume(records)
             now = time.monotonic()
             for task in list(self.tasks.values()):
@@ -194,71 +219,87 @@ class Processor:
                     await self.commit(task)
 
     def lag(self, task: PartitionTask) -> int | None:
-        """Records between the task's position and the partition's end, when known."""
-        end: int | None = self._consumer().highwater(task.tp)
-        if end is None or task.position is None:
-            return None
-        return max(0, end - task.position)
+        """Records between the task's positions and its partitions' ends, when known."""
+        total = 0
+        for tp, position in task.positions.items():
+            end: int | None = self._consumer().highwater(tp)
+            if end is None or position is None:
+                return None
+            total += max(0, end - position)
+        return total
 
     # -- partitions --------------------------------------------------------------------------
 
     async def take(self, assigned: Iterable[TopicPartition]) -> None:
-        fresh = [tp for tp in assigned if tp not in self.tasks]
-        if fresh:
-            self._consumer().pause(*fresh)
-        await asyncio.gather(*(self._open(tp) for tp in fresh))
+        fresh = [tp for tp in assigned if tp not in self.owner]
+        if not fresh:
+            return
+        self._consumer().pause(*fresh)
+        groups: dict[Any, list[TopicPartition]] = {}
+        for tp in sorted(
+            fresh, key=lambda t: (self.topics.index(t.topic) if t.topic in self.topics else 0, t.partition)
+        ):
+            groups.setdefault(self._key(tp), []).append(tp)
+        await asyncio.gather(*(self._open(key, tps) for key, tps in groups.items()))
 
-    async def _open(self, tp: TopicPartition) -> None:
+    async def _open(self, key: Any, tps: list[TopicPartition]) -> None:
+        first = tps[0]
+        name = f"p{first.partition}" if self.copartitioned else f"{first.topic}.{first.partition}"
         producer = AIOKafkaProducer(
             client_id=f"{self.kafka.client_id}-{self.name}",
-            transactional_id=f"{self.group_id}.{tp.topic}.{tp.partition}",
+            transactional_id=f"{self.group_id}.{name}",
             max_request_size=32 * 1024 * 1024,
             **self.kafka.client_options(),
         )
         await producer.start()  # init_transactions: fences any zombie with this transactional id
-        task = self.factory(tp)
+        task = self.factory(tps)
         try:
             await self._load(task)
         except BaseException:
             await producer.stop()
             raise
-        self.producers[tp] = producer
-        self.tasks[tp] = task
-        self._consumer().resume(tp)
-        log.info(
-            "took partition", extra={"topic": tp.topic, "partition": tp.partition, "position": task.committed}
-        )
+        self.producers[key] = producer
+        self.tasks[key] = task
+        for tp in tps:
+            self.owner[tp] = task
+        self._consumer().resume(*tps)
+        log.info("took partitions", extra={"partitions": [f"{tp.topic}/{tp.partition}" for tp in tps]})
 
     async def release(self, revoked: Iterable[TopicPartition]) -> None:
-        for tp in list(revoked):
-            task = self.tasks.pop(tp, None)
-            producer = self.producers.pop(tp, None)
+        for key in {self._key(tp) for tp in revoked}:
+            task = self.tasks.pop(key, None)
+            producer = self.producers.pop(key, None)
             if task is None or producer is None:
                 continue
+            for tp in task.tps:
+                self.owner.pop(tp, None)
             try:
                 await self._commit(task, producer, final=True)
             except KafkaError as exc:
-                log.warning("final commit of %s/%s failed: %s", tp.topic, tp.partition, exc)
+                log.warning("final commit of %s failed: %s", key, exc)
             finally:
                 with contextlib.suppress(KafkaError):
                     await producer.stop()
-            log.info("released partition", extra={"topic": tp.topic, "partition": tp.partition})
+            log.info(
+                "released partitions", extra={"partitions": [f"{tp.topic}/{tp.partition}" for tp in task.tps]}
+            )
 
     async def _load(self, task: PartitionTask) -> None:
         consumer = self._consumer()
         await task.restore(self)
-        committed = await consumer.committed(task.tp)
-        task.committed = committed
-        task.position = committed
-        if committed is not None:
-            consumer.seek(task.tp, committed)
-        else:
-            await consumer.seek_to_beginning(task.tp)
+        for tp in task.tps:
+            committed = await consumer.committed(tp)
+            task.committed[tp] = committed
+            task.positions[tp] = committed
+            if committed is not None:
+                consumer.seek(tp, committed)
+            else:
+                await consumer.seek_to_beginning(tp)
 
     # -- commits -----------------------------------------------------------------------------
 
     async def commit(self, task: PartitionTask) -> None:
-        producer = self.producers.get(task.tp)
+        producer = self.producers.get(self._key(task.tp))
         if producer is not None:
             await self._commit(task, producer)
 
@@ -267,8 +308,9 @@ class Processor:
         lag = self.lag(task)
         caught_up = lag is None or lag <= self.idle_lag
         batch = task.step(caught_up and not final, time.time(), final)
-        offset = task.commit_offset()
-        if not batch.records and offset == task.committed and not final:
+        offsets = task.commit_offsets()
+        moved = any(task.committed.get(tp) != offset for tp, offset in offsets.items())
+        if not batch.records and not moved and not final:
             return
         started = time.perf_counter()
         state_bytes = sum(len(r.value or b"") for r in batch.state)
@@ -278,12 +320,15 @@ class Processor:
                     await producer.send(
                         record.topic, value=record.value, key=record.key, headers=list(record.headers)
                     )
-                if offset is not None:
-                    await producer.send_offsets_to_transaction({task.tp: offset}, self.group_id)
+                if offsets:
+                    await producer.send_offsets_to_transaction(offsets, self.group_id)
         except ProducerFenced:
             log.warning("fenced: another instance owns %s/%s now", task.tp.topic, task.tp.partition)
-            self.tasks.pop(task.tp, None)
-            self.producers.pop(task.tp, None)
+            key = self._key(task.tp)
+            self.tasks.pop(key, None)
+            self.producers.pop(key, None)
+            for tp in task.tps:
+                self.owner.pop(tp, None)
             return
         except KafkaError as exc:
             log.error(
@@ -293,7 +338,7 @@ class Processor:
                 self.hooks.aborted(task, exc)
             await self._load(task)
             return
-        task.committed = offset
+        task.committed.update(offsets)
         for callback in batch.after_commit:
             callback()
         if self.hooks.committed is not None:

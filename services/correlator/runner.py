@@ -79,8 +79,9 @@ class PoisonRecord(CorrelatorError):
 class CorrelatorTask(PartitionTask):
     """The regions (or the sensors' health) of one input partition."""
 
-    def __init__(self, runner: Correlator, tp: TopicPartition) -> None:
-        super().__init__(tp)
+    def __init__(self, runner: Correlator, tps: list[TopicPartition]) -> None:
+        super().__init__(tps)
+        tp = self.tp
         self.runner = runner
         self.kind = "events" if tp.topic == runner.names(SENSOR_EVENTS) else "status"
         self.key = f"{(SENSOR_EVENTS if self.kind == 'events' else SENSOR_STATUS).name}-{tp.partition}"
@@ -251,12 +252,12 @@ class CorrelatorTask(PartitionTask):
             records=records, state=[snapshot], after_commit=[lambda: self.runner.published(self, out)]
         )
 
-    def commit_offset(self) -> int | None:
+    def commit_offsets(self) -> dict[TopicPartition, int]:
         """The offset to commit: the next one to read, or the oldest still in a reorder buffer."""
         if self.position is None:
-            return None
+            return {}
         buffered = [o for o in (e.min_buffered_offset() for e in self.engines.values()) if o is not None]
-        return min([self.position, *buffered])
+        return {self.tp: min([self.position, *buffered])}
 
 
 class Correlator:
@@ -281,7 +282,7 @@ class Correlator:
             settings.kafka,
             settings.group_id,
             [self.names(SENSOR_EVENTS), self.names(SENSOR_STATUS)],
-            lambda tp: CorrelatorTask(self, tp),
+            lambda tps: CorrelatorTask(self, tps),
             name="correlator",
             commit_interval_s=settings.commit_interval_s,
             max_batch=settings.max_batch,
@@ -362,7 +363,7 @@ class Correlator:
             len(output.tracks),
             len(output.alerts),
             output.processed,
-            extra={"partition": task.key, "offset": task.commit_offset()},
+            extra={"partition": task.key, "offsets": {str(tp): o for tp, o in task.commit_offsets().items()}},
         )
         for alert in output.alerts:
             self.metrics.alerts.labels(alert.kind.value).inc()
