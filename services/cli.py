@@ -227,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         from services.simulator.cli import main as simulate_main
 
         return simulate_main(argv[1:])
+    if argv[:2] == ["token", "issue"]:
+        from services.core.tokens import token_cli
+
+        return token_cli(argv[2:])
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))
