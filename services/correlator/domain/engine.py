@@ -103,11 +103,16 @@ class RegionEngine:
     # -- input -------------------------------------------------------------------------------
 
     def add(self, detection: Detection, offset: int = -1) -> bool:
-        """Buffer one detection (``offset``: its Kafka offset). False when late or a duplicate."""
+        """Buffer one detection (``offset``: its Kafka offset). False when late or a duplicate.
+
+        A repeated event id is a duplicate even when it comes back after its first copy was
+        released (ids are remembered for ``DEDUP_WINDOW_S`` behind the release cursor): it is
+        not late, and ``late_total`` does not count it.
+        """
+        if detection.event_id in self.recent:
+            return False
         if detection.time_s <= self.release_s:
             self.late_total += 1
-            return False
-        if detection.event_id in self.recent:
             return False
         self.recent[detection.event_id] = detection.time_s
         self._sequence += 1
