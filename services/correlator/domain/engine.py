@@ -96,6 +96,8 @@ class RegionEngine:
         self.release_s = -math.inf
         self.last_rules_s = -math.inf
         self.published: dict[str, float] = {}
+        self.published_status: dict[str, str] = {}
+        """The status each published track was last published with."""
         self.pending_publish: set[str] = set()
         self.recent: OrderedDict[str, float] = OrderedDict()
         self.late_total = 0
@@ -235,7 +237,7 @@ class RegionEngine:
             if estimate.status == TrackStatus.TENTATIVE:
                 continue
             last = self.published.get(track_id)
-            status_change = last is None or estimate.status == TrackStatus.COASTING
+            status_change = last is None or self.published_status.get(track_id) != estimate.status.value
             if status_change or now_s - last >= interval:  # type: ignore[operator]
                 due.append(estimate)
                 self.pending_publish.discard(track_id)
@@ -253,11 +255,13 @@ class RegionEngine:
         messages = self.to_messages(due)
         for estimate, message in zip(due, messages, strict=True):
             self.published[estimate.track_id] = now_s
+            self.published_status[estimate.track_id] = estimate.status.value
             out.tracks.append((estimate.track_id, message))
         for estimate in ended:
             for rule in self.rules.values():
                 rule.forget(estimate.track_id)
             self.pending_publish.discard(estimate.track_id)
+            self.published_status.pop(estimate.track_id, None)
             if self.published.pop(estimate.track_id, None) is None:
                 continue  # never shown: nothing to retract
             [message] = self.to_messages([estimate])
@@ -332,6 +336,7 @@ class RegionEngine:
             "release_s": _finite(self.release_s),
             "last_rules_s": _finite(self.last_rules_s),
             "published": self.published,
+            "published_status": self.published_status,
             "pending_publish": sorted(self.pending_publish),
             "late_total": self.late_total,
         }
@@ -348,6 +353,7 @@ class RegionEngine:
         engine.release_s = _infinite(state.get("release_s"))
         engine.last_rules_s = _infinite(state.get("last_rules_s"))
         engine.published = dict(state.get("published", {}))
+        engine.published_status = dict(state.get("published_status", {}))
         engine.pending_publish = set(state.get("pending_publish", []))
         engine.late_total = int(state.get("late_total", 0))
         return engine
