@@ -98,6 +98,16 @@ class AlertBook:
         entry.facts = facts
         return self._alert(entry, finding)
 
+    def forget_track(self, track_id: str) -> None:
+        """Drop the alerts whose subject involves a track that ended, and their episode counters.
+
+        Track ids are never reused, so such a subject cannot recur; without this, alerts that
+        never clear (a border crossing) would stay in the book, and in every snapshot, forever.
+        """
+        for table in (self.open, self.episodes):
+            for key in [k for k in table if track_id in k.split("|")[1:]]:
+                del table[key]
+
     def expire(self, now_s: float) -> None:
         """Forget closed alerts whose cooldown has passed (the episode counter stays)."""
         for key, entry in list(self.open.items()):

@@ -260,6 +260,7 @@ class RegionEngine:
         for estimate in ended:
             for rule in self.rules.values():
                 rule.forget(estimate.track_id)
+            self.book.forget_track(estimate.track_id)
             self.pending_publish.discard(estimate.track_id)
             self.published_status.pop(estimate.track_id, None)
             if self.published.pop(estimate.track_id, None) is None:
