@@ -213,6 +213,9 @@ class RegionEngine:
 
     def _run_rules(self, now_s: float, out: Output) -> None:
         live = self.tracker.estimates(at_s=None, statuses=(TrackStatus.CONFIRMED, TrackStatus.COASTING))
+        # In track id order, not the tracker's slot order (which a restored tracker lays out
+        # differently): what the rules see, and so what they report, must not depend on it.
+        live.sort(key=lambda t: t.track_id)
         track_views: list[TrackView] = views(self.context, live)
         findings: list[Finding] = []
         for name, rule in self.rules.items():
@@ -243,7 +246,7 @@ class RegionEngine:
                 self.pending_publish.discard(track_id)
             else:
                 self.pending_publish.add(track_id)
-        for track_id in list(self.pending_publish):
+        for track_id in sorted(self.pending_publish):
             if track_id in changed:
                 continue
             last = self.published.get(track_id, -math.inf)
@@ -252,12 +255,13 @@ class RegionEngine:
                 self.pending_publish.discard(track_id)
                 if slot is not None:
                     due.append(self.tracker.estimate(slot))
+        due.sort(key=lambda e: e.track_id)  # outputs in track id order, whatever the slot layout
         messages = self.to_messages(due)
         for estimate, message in zip(due, messages, strict=True):
             self.published[estimate.track_id] = now_s
             self.published_status[estimate.track_id] = estimate.status.value
             out.tracks.append((estimate.track_id, message))
-        for estimate in ended:
+        for estimate in sorted(ended, key=lambda e: e.track_id):
             for rule in self.rules.values():
                 rule.forget(estimate.track_id)
             self.book.forget_track(estimate.track_id)
