@@ -1,0 +1,1 @@
+"""Tests of the alerts service's pure core."""
