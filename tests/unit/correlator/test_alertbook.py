@@ -325,6 +325,31 @@ def test_a_configured_cooldown_is_used(make_book: Books, make_finding: Found) ->
     assert published(book.apply(make_finding(T0 + 71))).alert_id != first.alert_id
 
 
+def test_forgetting_a_track_drops_every_alert_about_it_and_nothing_else(
+    make_book: Books, make_finding: Found
+) -> None:
+    """Subjects naming the track (alone, with a zone, in a pair) go with their episodes; others stay."""
+    book = make_book()
+    gone = [
+        (AlertKind.BORDER_CROSSING, track_id(1)),
+        (AlertKind.RESTRICTED_ZONE, f"depot|{track_id(1)}"),
+        (AlertKind.RENDEZVOUS, f"{track_id(1)}|{track_id(2)}"),
+    ]
+    kept = [
+        (AlertKind.BORDER_CROSSING, track_id(10)),
+        (AlertKind.RESTRICTED_ZONE, f"depot|{track_id(10)}"),
+        (AlertKind.RENDEZVOUS, f"{track_id(2)}|{track_id(10)}"),
+        (AlertKind.UNCORROBORATED_TRIP, "co-cuc-ugs-03"),
+    ]
+    for kind, key in gone + kept:
+        published(book.apply(make_finding(kind=kind, key=key)))
+    book.apply(cleared(AlertKind.BORDER_CROSSING, track_id(10), T0 + 5))
+    book.forget_track(track_id(1))
+    expected = sorted(f"{kind.value}|{key}" for kind, key in kept)
+    assert sorted(book.open) == expected
+    assert sorted(book.episodes) == expected
+
+
 # -- snapshots -------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,387 @@
+"""The region engine in event time: reorder window, late and repeated events, publishing, snapshots."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+import pytest
+
+from schemas.alerts import AlertKind
+from schemas.tracks import TrackStatus
+from services.core.config import LinderoConfig
+from services.correlator.domain.detections import Detection
+from services.correlator.domain.engine import DEDUP_WINDOW_S, Output, RegionEngine
+from services.correlator.domain.region import RegionContext
+from services.correlator.domain.rules import TrackView
+from tests.unit.correlator.worlds import (
+    CUCUTA,
+    T0,
+    Walker,
+    beside,
+    context_of,
+    radar_scans,
+    trip,
+    walk_towards,
+    with_rules,
+    with_tracking,
+)
+
+Engines = Callable[..., RegionEngine]
+FAR_UGS = "co-cuc-ugs-01"
+"""A ground sensor 10 km from the scenarios' tracks: its trips stay unexplained."""
+
+
+@pytest.fixture
+def make_context(demo_config: LinderoConfig) -> Callable[..., RegionContext]:
+    """The Cúcuta context, optionally with changed tracking parameters or rules."""
+
+    def make(tracking: dict[str, Any] | None = None, **rules: Any) -> RegionContext:
+        config = demo_config
+        if tracking:
+            config = with_tracking(config, **tracking)
+        if rules:
+            config = with_rules(config, **rules)
+        return context_of(config, CUCUTA)
+
+    return make
+
+
+@pytest.fixture
+def make_engine(make_context: Callable[..., RegionContext]) -> Engines:
+    """A fresh engine of the Cúcuta region (same options as ``make_context``)."""
+
+    def make(tracking: dict[str, Any] | None = None, **rules: Any) -> RegionEngine:
+        return RegionEngine(make_context(tracking, **rules))
+
+    return make
+
+
+def crossing(
+    context: RegionContext, period_s: float = 2.0, speed_mps: float = 2.0
+) -> tuple[Walker, list[Detection]]:
+    """A person walking from 120 m inside Colombia to 120 m inside Venezuela, seen by the CO radar."""
+    walker = walk_towards(beside(context, "CO", 120), beside(context, "VE", 120), speed_mps, T0)
+    return walker, radar_scans(context, [walker], T0, walker.end_s, period_s=period_s)
+
+
+def feed(engine: RegionEngine, detections: Sequence[Detection], first_offset: int = 0) -> list[Output]:
+    """Add each detection (its offset: its position in the input) and step after each, as the runner does."""
+    outputs = []
+    for offset, detection in enumerate(detections, start=first_offset):
+        engine.add(detection, offset)
+        outputs.append(engine.step())
+    return outputs
+
+
+def tracks_of(outputs: Sequence[Output]) -> list[tuple[str, Any]]:
+    return [(track_id, message) for out in outputs for track_id, message in out.tracks]
+
+
+def alerts_of(outputs: Sequence[Output]) -> list[Any]:
+    return [alert for out in outputs for alert in out.alerts]
+
+
+def wire(outputs: Sequence[Output]) -> list[Any]:
+    """Everything a step hands to the Kafka loop, as plain data."""
+    return [
+        (
+            [(track_id, m.model_dump() if m else None) for track_id, m in out.tracks],
+            [a.model_dump() for a in out.alerts],
+            out.processed,
+            out.rule_errors,
+        )
+        for out in outputs
+    ]
+
+
+# -- reorder window, late and repeated events --------------------------------------------------------
+
+
+def test_events_out_of_order_within_the_window_give_the_same_tracks(make_engine: Engines) -> None:
+    """Arrivals shuffled by up to 1.5 s (window 2 s) are tracked exactly as in time order."""
+    engine = make_engine()
+    context = engine.context
+    a = walk_towards(beside(context, "CO", 60), beside(context, "VE", 60), 2.0, T0)
+    b = walk_towards(
+        beside(context, "CO", 400, along=0.44), beside(context, "CO", 600, along=0.445), 1.5, T0 + 7
+    )
+    detections = radar_scans(context, [a, b], T0, a.end_s, period_s=1.0)
+    rng = random.Random(3)
+    shuffled = sorted(detections, key=lambda d: d.time_s + rng.uniform(0.0, 1.5))
+    inversions = sum(1 for x, y in itertools.pairwise(shuffled) if y.time_s < x.time_s)
+    assert inversions >= 5
+    in_order = make_engine()
+    out_in_order = feed(in_order, detections)
+    out_shuffled = feed(engine, shuffled)
+    assert engine.late_total == in_order.late_total == 0
+    assert sum(o.processed for o in out_shuffled) == sum(o.processed for o in out_in_order)
+    got, expected = engine.tracker.estimates(), in_order.tracker.estimates()
+    assert [(t.track_id, t.status, t.update_count, t.evidence) for t in got] == [
+        (t.track_id, t.status, t.update_count, t.evidence) for t in expected
+    ]
+    assert len(got) == 2
+    for mine, theirs in zip(got, expected, strict=True):
+        assert (mine.east_m, mine.north_m, mine.velocity_east_mps) == pytest.approx(
+            (theirs.east_m, theirs.north_m, theirs.velocity_east_mps), abs=1e-6
+        )
+    crossed = [(a.alert_id, a.kind, a.revision) for a in alerts_of(out_shuffled)]
+    assert crossed == [(a.alert_id, a.kind, a.revision) for a in alerts_of(out_in_order)]
+    assert [kind for _, kind, _ in crossed] == [AlertKind.BORDER_CROSSING]
+
+
+def test_detections_wait_for_the_reorder_window(make_engine: Engines) -> None:
+    """Nothing is processed until event time is 2 s past it; then it is, once."""
+    engine = make_engine()
+    _, detections = crossing(engine.context, period_s=1.0)
+    engine.add(detections[0])
+    assert engine.step().processed == 0
+    engine.add(detections[1])
+    assert engine.step().processed == 0
+    engine.add(detections[2])
+    assert engine.step().processed == 1
+    assert engine.step().processed == 0
+    assert engine.step(now_s=detections[2].time_s + 2.0).processed == 2
+
+
+def test_an_event_older_than_the_release_cursor_is_late_and_dropped(make_engine: Engines) -> None:
+    """At or before the release cursor: refused and counted; just after it: still taken in order."""
+    engine = make_engine()
+    _, detections = crossing(engine.context)
+    feed(engine, detections[:20])
+    release = engine.release_s
+    assert release == detections[19].time_s - 2.0
+    before = [(t.track_id, t.update_count) for t in engine.tracker.estimates()]
+    stale = [d for d in detections[:20] if d.time_s <= release][-1]
+    late = dataclasses.replace(stale, event_id="late-1")
+    at_cursor = dataclasses.replace(stale, event_id="late-2", time_s=release)
+    assert engine.add(late) is False
+    assert engine.add(at_cursor) is False
+    assert engine.late_total == 2
+    assert engine.step(now_s=release + 2.0 + 1e-3).processed == 0
+    assert [(t.track_id, t.update_count) for t in engine.tracker.estimates()] == before
+    fresh = dataclasses.replace(detections[19], event_id="in-window", time_s=release + 0.5)
+    assert engine.add(fresh) is True
+    assert engine.late_total == 2
+
+
+def test_a_repeated_event_id_is_dropped_and_not_counted_late(make_engine: Engines) -> None:
+    """A retry written twice is processed once, whether it comes back before or after release."""
+    engine = make_engine()
+    _, detections = crossing(engine.context)
+    assert engine.add(detections[0]) is True
+    assert engine.add(detections[0]) is False
+    feed(engine, detections[1:10], first_offset=1)
+    engine.step(now_s=detections[9].time_s + 2.0)
+    [track] = engine.tracker.estimates()
+    assert track.update_count == 10
+    released = detections[3]
+    assert released.time_s <= engine.release_s
+    assert released.time_s > engine.release_s - DEDUP_WINDOW_S
+    assert engine.add(released) is False
+    assert engine.late_total == 0
+
+
+def test_repeated_ids_are_forgotten_once_far_behind_the_release_cursor(make_engine: Engines) -> None:
+    """Ids are kept for 30 s of event time behind the cursor, then dropped (memory stays bounded)."""
+    engine = make_engine()
+    _, detections = crossing(engine.context)
+    feed(engine, detections)
+    horizon = engine.release_s - DEDUP_WINDOW_S
+    assert engine.recent
+    assert all(time_s > horizon for time_s in engine.recent.values())
+    assert len(engine.recent) <= DEDUP_WINDOW_S / 2.0 + 3
+
+
+# -- publishing ------------------------------------------------------------------------------------
+
+
+def test_tentative_tracks_are_never_published(make_engine: Engines) -> None:
+    """Two detections make a tentative track nobody sees; the third confirms and publishes it."""
+    engine = make_engine()
+    _, detections = crossing(engine.context)
+    feed(engine, detections[:2])
+    out = engine.step(now_s=detections[1].time_s + 2.0)
+    assert engine.tracker.counts()["tentative"] == 1
+    assert out.tracks == []
+    engine.add(detections[2])
+    out = engine.step(now_s=detections[2].time_s + 2.0)
+    [(track_id, message)] = out.tracks
+    assert message is not None
+    assert message.status is TrackStatus.CONFIRMED
+    assert message.track_id == track_id
+
+
+def test_a_tentative_track_that_dies_leaves_no_trace(make_engine: Engines) -> None:
+    """Seen twice, then never again: no update, no lost message, no tombstone."""
+    engine = make_engine()
+    _, detections = crossing(engine.context)
+    outputs = feed(engine, detections[:2])
+    outputs.append(engine.step(now_s=detections[1].time_s + 60.0))
+    assert tracks_of(outputs) == []
+    assert len(engine.tracker) == 0
+
+
+@pytest.mark.parametrize(("interval_s", "period_s"), [(1.0, 0.5), (5.0, 1.0)])
+def test_a_confirmed_track_is_published_at_most_once_per_interval(
+    make_engine: Engines, interval_s: float, period_s: float
+) -> None:
+    """Updates every ``period_s``; publications no closer than ``publish_interval_s`` (one scan of slack)."""
+    engine = make_engine(tracking={"publish_interval_s": interval_s})
+    walker = walk_towards(
+        beside(engine.context, "CO", 300), beside(engine.context, "CO", 300, along=0.44), 1.5, T0
+    )
+    detections = radar_scans(engine.context, [walker], T0, T0 + 60, period_s=period_s)
+    messages = [m for _, m in tracks_of(feed(engine, detections)) if m is not None]
+    times = [m.time.timestamp() for m in messages]
+    assert all(m.status is TrackStatus.CONFIRMED for m in messages)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= interval_s - period_s
+    assert 60 / interval_s - 3 <= len(messages) <= 60 / interval_s + 1
+
+
+def test_status_changes_are_published_at_once(make_engine: Engines) -> None:
+    """With a 30 s interval: confirmed, coasting and confirmed-again each go out when they happen."""
+    engine = make_engine(tracking={"publish_interval_s": 30.0})
+    context = engine.context
+    walker = walk_towards(beside(context, "CO", 300), beside(context, "CO", 300, along=0.44), 1.5, T0)
+    detections = [d for d in radar_scans(context, [walker], T0, T0 + 60) if not T0 + 20 < d.time_s < T0 + 30]
+    published = [
+        (d.time_s - T0, m.status)
+        for d, out in zip(detections, feed(engine, detections), strict=True)
+        for _, m in out.tracks
+        if m is not None
+    ]
+    statuses = [status for _, status in published]
+    assert statuses[:3] == [TrackStatus.CONFIRMED, TrackStatus.COASTING, TrackStatus.CONFIRMED]
+    coasting_at = published[1][0]
+    back_at = published[2][0]
+    assert coasting_at == pytest.approx(30.0)  # the first input after the gap moves event time on
+    assert back_at <= 34.0, "the re-acquired track must not wait for the publish interval"
+
+
+def test_a_track_that_ends_is_published_lost_then_deleted(make_engine: Engines) -> None:
+    """After the last detection: coasting, then ``lost`` and a tombstone, then nothing more."""
+    engine = make_engine()
+    walker, detections = crossing(engine.context)
+    outputs = feed(engine, detections)
+    outputs += [engine.step(now_s=walker.end_s + k) for k in range(5, 90, 5)]
+    messages = tracks_of(outputs)
+    track_ids = {track_id for track_id, _ in messages}
+    assert len(track_ids) == 1
+    statuses = [m.status if m else None for _, m in messages]
+    assert statuses[-3:] == [TrackStatus.COASTING, TrackStatus.LOST, None]
+    assert TrackStatus.LOST not in statuses[:-2]
+    assert len(engine.tracker) == 0
+    assert engine.published == {}
+
+
+def test_an_ended_track_leaves_the_rules_and_the_alert_book(make_engine: Engines) -> None:
+    """Once lost, a crossing track's rule state and open alert are forgotten: snapshots do not grow."""
+    engine = make_engine()
+    walker, detections = crossing(engine.context)
+    outputs = feed(engine, detections)
+    [alert] = alerts_of(outputs)
+    [track_id] = alert.track_ids
+    assert f"border_crossing|{track_id}" in engine.book.open
+    for k in range(5, 90, 5):
+        engine.step(now_s=walker.end_s + k)
+    assert len(engine.tracker) == 0
+    state = orjson.dumps(engine.export_state()).decode()
+    assert track_id not in state
+
+
+# -- snapshots -------------------------------------------------------------------------------------
+
+
+def busy_scenario(context: RegionContext) -> list[Detection]:
+    """A crossing; a ghost seen twice whose tentative track dies; a walker in Venezuela; a walker
+    appearing later (reusing the ghost's slot in the tracker); two unexplained ground-sensor trips."""
+    crosser = walk_towards(beside(context, "CO", 120), beside(context, "VE", 120), 2.0, T0)
+    ghost = Walker(beside(context, "CO", 900, along=0.47), (0.0, 1.0), T0 + 10, T0 + 12)
+    resident = walk_towards(
+        beside(context, "VE", 600, along=0.46), beside(context, "VE", 800, along=0.465), 1.5, T0 + 16
+    )
+    later = walk_towards(
+        beside(context, "CO", 500, along=0.44), beside(context, "CO", 700, along=0.445), 1.5, T0 + 50
+    )
+    detections = radar_scans(context, [crosser, ghost, resident, later], T0, crosser.end_s)
+    detections += [trip(context, FAR_UGS, T0 + 11.5), trip(context, FAR_UGS, T0 + 41.5)]
+    return sorted(detections, key=lambda d: d.time_s)
+
+
+def test_a_snapshot_mid_stream_continues_exactly_as_an_uninterrupted_run(make_engine: Engines) -> None:
+    """Export (orjson), restore, re-read from the oldest buffered offset: identical outputs from there on.
+
+    Cuts: before any track, after the ghost's track died, during the crossing, near the end.
+    """
+    straight = make_engine()
+    detections = busy_scenario(straight.context)
+    ending = [detections[-1].time_s + 10 * k for k in range(1, 10)]
+    whole = feed(straight, detections) + [straight.step(now_s=t) for t in ending]
+    alerts = alerts_of(whole)
+    assert {a.kind for a in alerts} == {AlertKind.BORDER_CROSSING, AlertKind.UNCORROBORATED_TRIP}
+    assert max(a.revision for a in alerts) >= 2
+    assert len({m.track_id for _, m in tracks_of(whole) if m is not None}) == 3
+    for cut_s in (5.0, 35.0, 70.0, 100.0):
+        cut = next(i for i, d in enumerate(detections) if d.time_s >= T0 + cut_s)
+        first = make_engine()
+        feed(first, detections[:cut])
+        snapshot = orjson.loads(orjson.dumps(first.export_state()))
+        replay_from = first.min_buffered_offset()
+        assert replay_from is not None
+        resumed = RegionEngine.restore(first.context, snapshot)
+        replayed = feed(resumed, detections[replay_from:cut], first_offset=replay_from)
+        assert all(out.tracks == [] and out.alerts == [] for out in replayed)
+        after = feed(resumed, detections[cut:], first_offset=cut) + [resumed.step(now_s=t) for t in ending]
+        assert wire(after) == wire(whole[cut:]), f"cut at {cut_s} s"
+
+
+# -- rule failures ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("broken", ["border_crossing", "loitering"])
+def test_a_failing_rule_is_reported_and_the_others_still_run(
+    make_engine: Engines, monkeypatch: pytest.MonkeyPatch, broken: str
+) -> None:
+    """One rule raising on every look: its error in ``rule_errors``, every other rule's alerts still out."""
+    engine = make_engine()
+
+    def boom(tracks: Sequence[TrackView], now_s: float) -> list[Any]:
+        raise RuntimeError(f"{broken} is broken")
+
+    monkeypatch.setattr(engine.rules[broken], "observe", boom)
+    outputs = feed(engine, busy_scenario(engine.context))
+    errors = [error for out in outputs for error in out.rule_errors]
+    assert errors
+    assert set(errors) == {(broken, f"RuntimeError: {broken} is broken")}
+    kinds = {a.kind for a in alerts_of(outputs)}
+    assert AlertKind.UNCORROBORATED_TRIP in kinds
+    assert (AlertKind.BORDER_CROSSING in kinds) == (broken != "border_crossing")
+    assert tracks_of(outputs)
+
+
+def test_rules_only_see_confirmed_and_coasting_tracks(
+    make_engine: Engines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tentative track is invisible to the rules; once confirmed the rules see it."""
+    engine = make_engine()
+    seen: list[set[TrackStatus]] = []
+    original = engine.rules["loitering"].observe
+
+    def spy(tracks: Sequence[TrackView], now_s: float) -> list[Any]:
+        seen.append({v.track.status for v in tracks})
+        return original(tracks, now_s)
+
+    monkeypatch.setattr(engine.rules["loitering"], "observe", spy)
+    _, detections = crossing(engine.context)
+    feed(engine, detections[:2])
+    engine.step(now_s=detections[1].time_s + 2.0)
+    assert seen
+    assert all(statuses == set() for statuses in seen)
+    feed(engine, detections[2:6], first_offset=2)
+    assert seen[-1] == {TrackStatus.CONFIRMED}
