@@ -28,7 +28,20 @@ from services.correlator.domain.region import RegionContext
 from services.correlator.domain.rules import Finding
 
 _NAMESPACE = uuid.UUID("6c1e0a3e-6b0f-4c35-9c61-1f6a3a0de7a1")
-_VOLATILE = frozenset({"duration_s", "dwell_s", "silent_s", "speed_mps", "distance_m", "border_distance_m"})
+_VOLATILE = frozenset(
+    {
+        "duration_s",
+        "dwell_s",
+        "silent_s",
+        "speed_mps",
+        "distance_m",
+        "border_distance_m",
+        "altitude_agl_m",
+        "heading_deg",
+        "p_aircraft",
+    }
+)
+"""Details that change at every look (measurements, not facts): they never force a revision."""
 
 
 @dataclass
