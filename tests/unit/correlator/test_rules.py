@@ -554,6 +554,21 @@ def test_climbing_away_clears_the_low_slow_flyer(region: Region) -> None:
     assert len(observe(rule, context, flyer(1, T0 + 15))) == 1
 
 
+def test_a_low_slow_flyer_in_flight_is_republished_only_at_the_update_interval(region: Region) -> None:
+    """Looked at every second for 90 s, altitude and heading wobbling: one alert, a revision per 30 s."""
+    context = region()
+    rule = LowSlowFlyer(context, context.rules)
+    book = AlertBook(context)
+    alerts = []
+    for elapsed in range(91):
+        wobble = (-1) ** elapsed
+        track = flyer(1, T0 + elapsed, alt_m=150.0 + 3 * wobble, velocity=(2.0 * wobble, 30.0))
+        alerts += [a for f in observe(rule, context, track) if (a := book.apply(f)) is not None]
+    assert len({a.alert_id for a in alerts}) == 1
+    assert [a.revision for a in alerts] == [1, 2, 3]
+    assert [a.updated_at.timestamp() - T0 for a in alerts] == [5, 35, 65]
+
+
 # -- implausible speed ---------------------------------------------------------------------------------
 
 
