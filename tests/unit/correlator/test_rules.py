@@ -293,6 +293,29 @@ def test_a_track_not_seen_keeps_its_zone_state(region: Region) -> None:
     assert only(observe(rule, context, estimate(1, centre, T0 + 30))).details["dwell_s"] == 0
 
 
+@pytest.mark.parametrize(
+    ("name", "zone_id", "country"),
+    [
+        (CUCUTA, "co-zone-puesto-1", "CO"),
+        (CUCUTA, "ve-zone-aduana", "VE"),
+        (TAPACHULA, "mx-zone-estacion", "MX"),
+        (TAPACHULA, "gt-zone-destacamento", "GT"),
+    ],
+)
+def test_the_demo_zones_fire_where_they_are(region: Region, name: str, zone_id: str, country: str) -> None:
+    """A track at a configured demo zone's centre is inside it (and in its country); 1 km away it is not."""
+    context = region(name)
+    zone = next(z for z in context.zones if z.zone_id == zone_id)
+    centre = (zone.area.centroid.x, zone.area.centroid.y)
+    assert country_at(context, centre) == country
+    rule = RestrictedZone(context, context.rules)
+    assert observe(rule, context, estimate(1, offset(centre, 1_000), T0, region=name)) == []
+    finding = only(observe(rule, context, estimate(1, centre, T0 + 5, region=name)))
+    assert finding.key == f"{zone_id}|{track_id(1, name)}"
+    assert finding.details["zone"] == zone.name
+    assert finding.severity is Severity.HIGH
+
+
 def test_zone_ignores_configured_classes(region: Region) -> None:
     """An animal inside the zone is ignored; with animals no longer ignored it fires."""
     context, centre = zoned(region)
