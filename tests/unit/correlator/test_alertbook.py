@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from schemas.alerts import Alert, AlertKind, AlertStatus, Severity
 from schemas.common import Owner
@@ -412,3 +414,55 @@ def test_regions_books_are_independent(make_book: Books, make_finding: Found) ->
     published(cucuta.apply(make_finding(T0)))
     cucuta.apply(cleared(AlertKind.BORDER_CROSSING, track_id(1), T0 + 1))
     assert tapachula.open[f"border_crossing|{track_id(1)}"].closed_s is None
+
+
+# -- property --------------------------------------------------------------------------------------
+
+Event = tuple[float, bool, int, Severity]
+EVENTS = st.lists(
+    st.tuples(
+        st.sampled_from([0.0, 1.0, 10.0, 29.0, 30.0, 200.0, 600.0, 601.0, 2_000.0]),
+        st.booleans(),
+        st.integers(0, 1),
+        st.sampled_from([Severity.HIGH, Severity.CRITICAL]),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=EVENTS)
+def test_any_sequence_of_findings_and_clears_follows_the_documented_lifecycle(
+    make_book: Books, make_finding: Found, events: list[Event]
+) -> None:
+    """Revisions count up without gaps, absorbed findings say nothing, ids are never reused."""
+    book = make_book()
+    time_s = T0
+    alert_id: str | None = None
+    revision = published_s = 0.0
+    closed_s: float | None = None
+    facts: tuple[int, Severity] | None = None
+    ids: list[str] = []
+    for gap, clears, fact, severity in events:
+        time_s += gap
+        if clears:
+            assert book.apply(cleared(AlertKind.BORDER_CROSSING, track_id(1), time_s)) is None
+            if alert_id is not None and closed_s is None:
+                closed_s = time_s
+            continue
+        details = {"direction": "CO->VE", "crossings": fact + 1, "speed_mps": gap}
+        alert = book.apply(make_finding(time_s, details=details, severity=severity))
+        if alert_id is None or (closed_s is not None and time_s - closed_s > 600.0):
+            alert = published(alert)
+            assert alert.revision == 1
+            assert alert.alert_id not in ids
+            alert_id, revision = alert.alert_id, 1
+            ids.append(alert_id)
+        elif closed_s is not None or facts != (fact, severity) or time_s - published_s >= 30.0:
+            alert = published(alert)
+            assert (alert.alert_id, alert.revision) == (alert_id, revision + 1)
+            revision += 1
+        else:
+            assert alert is None
+            continue
+        closed_s, published_s, facts = None, time_s, (fact, severity)
