@@ -315,10 +315,8 @@ def busy_scenario(context: RegionContext) -> list[Detection]:
 
 
 def test_a_snapshot_mid_stream_continues_exactly_as_an_uninterrupted_run(make_engine: Engines) -> None:
-    """Export (orjson), restore, re-read from the oldest buffered offset: identical outputs from there on.
-
-    Cuts: before any track, after the ghost's track died, during the crossing, near the end.
-    """
+    """Export (orjson), restore, re-read from the oldest buffered offset: outputs as if never cut."""
+    # Cuts: before any track, after the ghost's track died, during the crossing, near the end.
     straight = make_engine()
     detections = busy_scenario(straight.context)
     ending = [detections[-1].time_s + 10 * k for k in range(1, 10)]
