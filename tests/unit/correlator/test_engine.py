@@ -317,7 +317,8 @@ def busy_scenario(context: RegionContext) -> list[Detection]:
 def test_a_snapshot_mid_stream_continues_exactly_as_an_uninterrupted_run(make_engine: Engines) -> None:
     """Export (orjson), restore, re-read from the oldest buffered offset: outputs as if never cut."""
     # Cuts: before any track, after the ghost's track died, during the crossing, near the end.
-    straight = make_engine()
+    slow = {"publish_interval_s": 5.0}  # longer than the scan period: what was published matters
+    straight = make_engine(tracking=slow)
     detections = busy_scenario(straight.context)
     ending = [detections[-1].time_s + 10 * k for k in range(1, 10)]
     whole = feed(straight, detections) + [straight.step(now_s=t) for t in ending]
@@ -327,7 +328,7 @@ def test_a_snapshot_mid_stream_continues_exactly_as_an_uninterrupted_run(make_en
     assert len({m.track_id for _, m in tracks_of(whole) if m is not None}) == 3
     for cut_s in (5.0, 35.0, 70.0, 100.0):
         cut = next(i for i, d in enumerate(detections) if d.time_s >= T0 + cut_s)
-        first = make_engine()
+        first = make_engine(tracking=slow)
         feed(first, detections[:cut])
         snapshot = orjson.loads(orjson.dumps(first.export_state()))
         replay_from = first.min_buffered_offset()
