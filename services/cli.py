@@ -7,6 +7,9 @@ lindero schemas export [--check]    regenerate (or check) the exported JSON Sche
 lindero config check [FILE]         validate a configuration file
 lindero gateway new-key GATEWAY     create an API key for a gateway (shown once)
 lindero ingest                      run the ingest service
+lindero correlator                  run the correlator
+lindero alerts                      run the alerts service (feeds, lifecycle, dispatch)
+lindero token issue ...             a signed token for an operator, supervisor, team or admin
 lindero demo                        Kafka + ingest + sample events, shown as they land
 """
 
@@ -151,6 +154,12 @@ def cmd_correlator(_: argparse.Namespace) -> int:
     return correlator_main()
 
 
+def cmd_alerts(_: argparse.Namespace) -> int:
+    from services.alerts.__main__ import main as alerts_main
+
+    return alerts_main()
+
+
 def cmd_ingest(_: argparse.Namespace) -> int:
     from services.ingest.__main__ import main as ingest_main
 
@@ -212,6 +221,11 @@ def parser() -> argparse.ArgumentParser:
 
     correlator = sub.add_parser("correlator", help="run the correlator (settings: LINDERO_CORRELATOR_*)")
     correlator.set_defaults(func=cmd_correlator)
+
+    alerts = sub.add_parser(
+        "alerts", help="run the alerts service (settings: LINDERO_ALERTS_*, LINDERO_AUTH_*)"
+    )
+    alerts.set_defaults(func=cmd_alerts)
 
     demo = sub.add_parser("demo", help="Kafka + ingest + sample events, shown as they land")
     demo.add_argument("--config", default="config/demo.yaml")

@@ -273,6 +273,8 @@ class Lifecycle:
             now,
             str(action.action_id),
             reason=refused.reason[:256],
+            action_id=str(action.action_id),
+            status=refused.status,
         )
         return Decision(audits=[record], refused=refused)
 

@@ -1,0 +1,118 @@
+"""What clients send the alerts service: REST request bodies and websocket messages.
+
+REST (``Authorization: Bearer <token>`` on every call):
+
+- ``POST /v1/alerts/{alert_id}/actions`` takes an :class:`ActionRequest`;
+- ``POST /v1/dispatches/{dispatch_id}/answer`` takes a :class:`TeamAnswer`.
+
+Websockets (``/v1/stream`` for command centres, ``/v1/teams/{team_id}/stream`` for a team): the
+first message must be a :class:`StreamHello` (the token travels in it, never in the URL, so it
+does not end up in access logs); after it, the client may send :class:`StreamCommand` messages.
+The server sends JSON frames described in :mod:`services.alerts.hub`.
+
+Unknown fields are refused (a typo in ``expected_version`` must not silently turn a guarded
+action into an unguarded one).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, StringConstraints
+
+from schemas.alerts import AlertKind, Severity
+from schemas.common import Identifier, ShortText, WireModel
+from schemas.lifecycle import ActionKind
+
+Token = Annotated[str, StringConstraints(min_length=1, max_length=8_192)]
+Cursor = dict[Annotated[str, StringConstraints(max_length=80)], Annotated[int, Field(ge=0)]]
+
+
+class _Request(WireModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ActionRequest(_Request):
+    """One step in an alert's life, asked for by a person."""
+
+    action: ActionKind = Field(
+        description="acknowledge, dispatch, resolve, false_alarm, comment, reopen, cancel_dispatch; "
+        "teams: team_accept, team_decline, team_on_scene, team_completed"
+    )
+    expected_version: int | None = Field(
+        default=None, ge=1, description="the alert version you saw: a newer one makes the request stale (409)"
+    )
+    team_id: Identifier | None = Field(
+        default=None, description="dispatch: the team (default: the suggested one)"
+    )
+    dispatch_id: Identifier | None = Field(
+        default=None, description="team answers and cancel_dispatch: the dispatch (default: the current one)"
+    )
+    note: ShortText | None = None
+    action_id: uuid.UUID | None = Field(
+        default=None, description="idempotency key: a retried request with the same id is applied once"
+    )
+
+
+class TeamAnswer(_Request):
+    """A team's answer to its dispatch."""
+
+    answer: Literal["accept", "decline", "on_scene", "completed"]
+    note: ShortText | None = None
+    action_id: uuid.UUID | None = Field(default=None, description="idempotency key")
+
+
+class StreamSubscription(_Request):
+    """What a stream should carry, within what the token may see."""
+
+    regions: list[Identifier] | None = Field(default=None, max_length=100, description="None: all yours")
+    kinds: list[AlertKind] | None = Field(default=None, max_length=20, description="None: every kind")
+    min_severity: Severity = Severity.INFO
+    tracks: bool = Field(default=True, description="also live track updates")
+
+
+class StreamHello(_Request):
+    """The first message on a websocket."""
+
+    type: Literal["hello"]
+    token: Token
+    subscribe: StreamSubscription | None = None
+    resume: Cursor | None = Field(
+        default=None,
+        description="the cursor merged from the frames received before: what changed after it "
+        "comes first (none twice, none missing); without it, a snapshot",
+    )
+    binary: bool = Field(default=False, description="frames as binary messages (UTF-8 JSON)")
+
+
+class PingCommand(_Request):
+    type: Literal["ping"]
+    id: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class AuthCommand(_Request):
+    """A fresh token before the current one expires (same person, same role)."""
+
+    type: Literal["auth"]
+    token: Token
+
+
+class SubscribeCommand(_Request):
+    """Change the subscription: the answer is a fresh snapshot."""
+
+    type: Literal["subscribe"]
+    subscribe: StreamSubscription
+
+
+class ActionCommand(ActionRequest):
+    """An action over the websocket; the answer is an ``action_result`` with the same ``id``."""
+
+    type: Literal["action"]
+    id: Annotated[str, StringConstraints(max_length=64)] | None = None
+    alert_id: Identifier
+
+
+StreamCommand = Annotated[
+    PingCommand | AuthCommand | SubscribeCommand | ActionCommand, Field(discriminator="type")
+]

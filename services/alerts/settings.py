@@ -1,0 +1,72 @@
+"""The alerts service's settings: environment variables ``LINDERO_ALERTS_*`` (plus Kafka and auth)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.core.kafka import KafkaSettings
+from services.core.tokens import TokenSettings
+
+
+class AlertsSettings(BaseSettings):
+    """Settings of one alerts-service instance (several run behind a load balancer)."""
+
+    model_config = SettingsConfigDict(env_prefix="LINDERO_ALERTS_", frozen=True, extra="ignore")
+
+    config: Path = Field(
+        default=Path("config/demo.yaml"),
+        validation_alias=AliasChoices("LINDERO_ALERTS_CONFIG", "LINDERO_CONFIG"),
+        description="the deployment's YAML configuration",
+    )
+    host: str = Field(default="127.0.0.1", description="address to listen on")
+    port: int = Field(default=8083, ge=0, le=65_535, description="HTTP and websocket port (0: any free port)")
+    log_level: str = Field(default="INFO")
+    log_json: bool = Field(default=True)
+    flush_interval_s: float = Field(
+        default=0.02, gt=0, le=5, description="shortest gap between two frames to one client, s"
+    )
+    max_flush_interval_s: float = Field(
+        default=0.2, gt=0, le=5, description="longest gap the frame budget may stretch that to, s"
+    )
+    frame_budget_per_s: float = Field(
+        default=25_000,
+        gt=0,
+        description="frames per second all clients together should get at most; the gap between frames "
+        "grows with the number of clients (clients / budget), between the two bounds above",
+    )
+    heartbeat_s: float = Field(
+        default=15.0, gt=0, description="an idle stream gets a heartbeat frame this often, s"
+    )
+    fetch_max_wait_ms: int = Field(
+        default=20, ge=1, le=1_000, description="how long a Kafka fetch waits for data (latency), ms"
+    )
+    max_message_bytes: int = Field(default=65_536, ge=1_024, description="largest websocket message accepted")
+    commands_per_s: float = Field(default=20.0, gt=0, description="websocket commands per client per second")
+    max_backlog: int = Field(
+        default=20_000, ge=100, description="messages a client may lag before it is dropped"
+    )
+    auth_timeout_s: float = Field(
+        default=5.0, gt=0, description="a websocket must authenticate within this, s"
+    )
+    action_timeout_s: float = Field(
+        default=5.0, gt=0, description="REST actions wait this long for their outcome, s"
+    )
+    commit_interval_s: float = Field(
+        default=0.1, gt=0, description="lifecycle transactions at most this often, s"
+    )
+    lifecycle_group: str = Field(default="lindero-alerts-lifecycle", description="consumer group (prefixed)")
+    webhook_group: str = Field(default="lindero-alerts-webhooks", description="consumer group (prefixed)")
+    run_lifecycle: bool = Field(default=True, description="this instance also processes the lifecycle")
+    run_webhooks: bool = Field(default=True, description="this instance also delivers team webhooks")
+    webhook_allow_http: bool = Field(
+        default=False, description="allow plain-http webhooks to non-loopback hosts"
+    )
+    static_dir: Path | None = Field(
+        default=None, description="the built dashboard (default: web/dist if present)"
+    )
+    create_topics: bool = Field(default=True)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    auth: TokenSettings = Field(default_factory=TokenSettings)
