@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from schemas.alerts import Alert
+from schemas.api import ActionRequest, StreamCommand, StreamHello, TeamAnswer
 from schemas.events import SensorEvent, SensorEventRecord, SensorStatus, SensorStatusRecord
 from schemas.lifecycle import AlertAction, AlertState, AuditRecord, Dispatch
 from schemas.topics import REGISTRY
@@ -33,9 +34,14 @@ _DOCUMENTS: dict[str, Any] = {
     "AlertState": AlertState,
     "Dispatch": Dispatch,
     "AuditRecord": AuditRecord,
+    "ActionRequest": ActionRequest,
+    "TeamAnswer": TeamAnswer,
+    "StreamHello": StreamHello,
+    "StreamCommand": StreamCommand,
 }
 _INBOUND = frozenset({"SensorEvent", "SensorStatus"})
-"""Documents gateways post: ingest refuses unknown fields there, so the schema says so too."""
+"""Documents gateways post: ingest refuses unknown fields there, so the schema says so too
+(the client documents of :mod:`schemas.api` forbid extra fields in the models themselves)."""
 
 
 def close_objects(node: Any) -> None:
