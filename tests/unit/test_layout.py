@@ -54,14 +54,33 @@ def test_domain_code_does_no_io_and_reads_no_clock(path: Path) -> None:
             assert node.func.attr not in CLOCK_CALLS, f"{path}:{node.lineno}: reads the clock"
 
 
+KAFKA_CALLS = frozenset(
+    {"send", "send_and_wait", "send_batch", "subscribe", "TopicPartition", "AIOKafkaConsumer", "topics"}
+)
+
+
 def test_topic_names_are_spelled_only_in_the_registry() -> None:
-    """No module outside schemas/topics.py writes a topic name as a string."""
+    """No module outside schemas/topics.py spells a topic name: no dotted topic name anywhere, and no
+    plain word that is a topic name (``alerts``, ``tracks``...) handed to a Kafka call.
+
+    Plain words are also REST collections, tags and CLI commands, so only their use in a Kafka
+    call (``send``, ``subscribe``, ``TopicPartition``, ``AIOKafkaConsumer``, ``settings.topics``)
+    counts.
+    """
     names = {topic.name for topic in REGISTRY}
+    dotted = {name for name in names if "." in name}
     offenders = []
     for path in [*(ROOT / "services").rglob("*.py"), *(ROOT / "schemas").rglob("*.py")]:
         if path.name == "topics.py":
             continue
         for node in ast.walk(ast.parse(path.read_text("utf-8"))):
-            if isinstance(node, ast.Constant) and node.value in names:
+            if isinstance(node, ast.Constant) and node.value in dotted:
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+            if isinstance(node, ast.Call):
+                func = node.func
+                called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+                if called in KAFKA_CALLS:
+                    for arg in [*node.args, *(k.value for k in node.keywords)]:
+                        if isinstance(arg, ast.Constant) and arg.value in names:
+                            offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
