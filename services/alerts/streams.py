@@ -99,7 +99,7 @@ class Stream:
         self.client: Client | None = None
         self.bearer: Bearer | None = None
         self.expires_s = 0.0
-        self.tokens = 0.0
+        self.tokens = 2 * service.settings.commands_per_s
         self.refilled_s = time.monotonic()
         self.violations = 0
         self.tasks: set[asyncio.Task[None]] = set()

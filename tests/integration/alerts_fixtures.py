@@ -260,20 +260,3 @@ class StreamClient:
     def cut(self) -> None:
         """Drop the TCP connection without a closing handshake (like a network failure)."""
         self.connection.transport.abort()
-
-
-def views(client: StreamClient) -> dict[str, dict[str, Any]]:
-    """The alerts a stream client holds now: its snapshot plus every later message applied."""
-    held: dict[str, dict[str, Any]] = {}
-    for message in client.messages:
-        kind = message.get("type")
-        if kind == "snapshot":
-            if not message.get("resumed"):
-                held = {}
-            for alert in message["alerts"]:
-                held[alert["alert"]["alert_id"]] = alert
-        elif kind in {"alert", "alert_update"}:
-            held[message["data"]["alert"]["alert_id"]] = message["data"]
-        elif kind == "alert_removed":
-            held.pop(message["alert_id"], None)
-    return held
