@@ -376,10 +376,10 @@ class Lifecycle:
                     state,
                     action,
                     now,
-                    state.status
-                    if escalation
-                    else AlertStatus.ACKNOWLEDGED
-                    if state.status is AlertStatus.NEW
+                    # An escalation whose offer was declined or expired leaves no team on the
+                    # way: the alert is no longer dispatched (as when it gives up below).
+                    AlertStatus.ACKNOWLEDGED
+                    if escalation or state.status is AlertStatus.NEW
                     else state.status,
                     note,
                     notice=note,
