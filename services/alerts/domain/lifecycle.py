@@ -350,13 +350,9 @@ class Lifecycle:
         alert = state.alert
         dispatches: list[Dispatch] = []
         current = state.dispatch
-        if current is not None and current.status.active:
-            if action.actor.role is not Role.SYSTEM and action.team_id == current.team_id:
-                raise Refused(409, f"team {current.team_id} is already dispatched to this alert")
-            replaced = self._dispatch_step(
-                current, DispatchStatus.CANCELLED, action.actor, now, "replaced by a new dispatch"
-            )
-            dispatches.append(replaced)
+        active = current if current is not None and current.status.active else None
+        if active is not None and action.actor.role is not Role.SYSTEM and action.team_id == active.team_id:
+            raise Refused(409, f"team {active.team_id} is already dispatched to this alert")
         tried = self._tried(state) if escalation else set()
         if action.team_id is not None:
             team = self.teams.get(action.team_id)
@@ -384,10 +380,14 @@ class Lifecycle:
                     note,
                     notice=note,
                     suggested_team=None,
-                    **({"dispatch": dispatches[0]} if dispatches else {}),
                 )
-                return Decision(state=updated, dispatches=dispatches)
+                return Decision(state=updated)  # an active dispatch, if any, stands: nothing replaces it
             metres, team = found[0]
+        if active is not None:
+            replaced = self._dispatch_step(
+                active, DispatchStatus.CANCELLED, action.actor, now, "replaced by a new dispatch"
+            )
+            dispatches.append(replaced)
         timeout = dt.timedelta(seconds=self.dispatch_config.accept_timeout_s)
         dispatch_id = (
             f"D-{uuid.uuid5(_AUDIT_NAMESPACE, f'{alert.alert_id}|{action.action_id}|{team.id}').hex[:20]}"
