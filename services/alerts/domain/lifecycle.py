@@ -373,9 +373,12 @@ class Lifecycle:
                     action,
                     now,
                     # An escalation whose offer was declined or expired leaves no team on the
-                    # way: the alert is no longer dispatched (as when it gives up below).
+                    # way: the alert is no longer dispatched (as when it gives up below). A
+                    # person's dispatch of a new alert acknowledges it; Lindero's own automatic
+                    # dispatch does not, so a new alert nobody has seen stays new.
                     AlertStatus.ACKNOWLEDGED
-                    if escalation or state.status is AlertStatus.NEW
+                    if escalation
+                    or (state.status is AlertStatus.NEW and action.actor.role is not Role.SYSTEM)
                     else state.status,
                     note,
                     notice=note,
