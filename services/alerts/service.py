@@ -317,7 +317,9 @@ class AlertsService:
                 dispatch = state.dispatch
             if dispatch is None or dispatch.alert_id != alert_id:
                 raise RequestError(404, f"alert {alert_id} has no dispatch {dispatch_id!r}")
-        allowed, reason = self.policy.may_act(viewer, state, request.action, dispatch)
+        allowed, reason = self.policy.may_act(
+            viewer, state, request.action, dispatch, self.dispatched_to(viewer)
+        )
         if allowed and request.action is ActionKind.DISPATCH and request.team_id is not None:
             if request.team_id not in self.config.teams_by_id:
                 raise RequestError(404, f"no team {request.team_id!r}")

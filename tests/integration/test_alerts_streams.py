@@ -4,6 +4,7 @@ slow-client isolation, authentication and expiry, commands."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import random
 import socket
@@ -11,6 +12,8 @@ from typing import Any
 
 import orjson
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from schemas.alerts import Alert, Severity
 from schemas.tracks import Track
@@ -211,13 +214,16 @@ async def test_hello_must_come_with_a_valid_token_in_time(
     url = f"{alerts.ws_url}/v1/stream"
     silent = await StreamClient.open(url, None, hello={"type": "ping"})
     code, reason = await silent.wait_closed()
-    assert code == 4400 and "hello" in reason
+    assert code == 4400
+    assert "hello" in reason
     bad = await StreamClient.open(url, "not-a-token")
     code, reason = await bad.wait_closed()
-    assert code == 4401 and "invalid token" in reason
+    assert code == 4401
+    assert "invalid token" in reason
     team = await StreamClient.open(url, alerts.token("team", "co-rrt-alfa"))
     code, reason = await team.wait_closed()
-    assert code == 4403 and "/v1/teams/co-rrt-alfa/stream" in reason
+    assert code == 4403
+    assert "/v1/teams/co-rrt-alfa/stream" in reason
     other_team = await StreamClient.open(
         f"{alerts.ws_url}/v1/teams/ve-rrt-1/stream", alerts.token("team", "co-rrt-alfa")
     )
@@ -226,16 +232,13 @@ async def test_hello_must_come_with_a_valid_token_in_time(
         url, alerts.token("operator", "cc-cucuta"), subscribe={"regions": ["mx-gt-tapachula"]}
     )
     code, reason = await foreign_region.wait_closed()
-    assert code == 4403 and "mx-gt-tapachula" in reason
-
-    from websockets.asyncio.client import connect
+    assert code == 4403
+    assert "mx-gt-tapachula" in reason
 
     async with connect(url) as quiet:
         await asyncio.sleep(1.5)
-        try:
+        with contextlib.suppress(ConnectionClosed, TimeoutError):
             await asyncio.wait_for(quiet.recv(), 5)
-        except Exception:  # noqa: BLE001 - the close is what we want
-            pass
         assert quiet.close_code == 4401
 
 
@@ -252,7 +255,8 @@ async def test_token_expiry_closes_the_stream_unless_renewed(
     await renewing.send({"type": "auth", "token": alerts.token("operator", "cc-cucuta")})
     await renewing.wait_for(lambda: bool(renewing.of_type("auth_ok")), 10, "auth_ok")
     code, reason = await lapsing.wait_closed(timeout_s=70)
-    assert code == 4401 and "expired" in reason
+    assert code == 4401
+    assert "expired" in reason
     assert renewing.closed is None
     intruder = await StreamClient.open(url, alerts.token("operator", "cc-cucuta"))
     await intruder.wait_for(lambda: bool(intruder.of_type("welcome")), 10, "welcome")
@@ -288,14 +292,18 @@ async def test_commands_ping_subscribe_and_act(start_alerts: AlertsFactory, make
     await client.send({"type": "action", "id": "a1", "alert_id": high.alert_id, "action": "acknowledge"})
     await client.wait_for(lambda: bool(client.of_type("action_result")), what="the result")
     result = client.of_type("action_result")[0]
-    assert result["id"] == "a1" and result["status"] == 200 and result["version"] == 2
+    assert result["id"] == "a1"
+    assert result["status"] == 200
+    assert result["version"] == 2
     await client.send({"type": "action", "id": "a2", "alert_id": high.alert_id, "action": "acknowledge"})
     await client.wait_for(lambda: len(client.of_type("action_result")) == 2, what="the refusal")
     refused = client.of_type("action_result")[1]
-    assert refused["status"] == 409 and "acknowledged" in refused["detail"]
+    assert refused["status"] == 409
+    assert "acknowledged" in refused["detail"]
     await client.send({"type": "action", "alert_id": high.alert_id, "action": "explode"})
     await client.wait_for(lambda: bool(client.of_type("error")), what="a validation error")
-    assert client.of_type("error")[0]["status"] == 422 and "action" in client.of_type("error")[0]["detail"]
+    assert client.of_type("error")[0]["status"] == 422
+    assert "action" in client.of_type("error")[0]["detail"]
     for _ in range(80):
         await client.send({"type": "ping"})
     await client.wait_for(

@@ -479,14 +479,20 @@ class SharingPolicy:
     # -- who does what -------------------------------------------------------------------------
 
     def may_act(
-        self, viewer: Viewer, state: AlertState, action: ActionKind, dispatch: Dispatch | None = None
+        self,
+        viewer: Viewer,
+        state: AlertState,
+        action: ActionKind,
+        dispatch: Dispatch | None = None,
+        dispatched_to: Iterable[str] | None = None,
     ) -> tuple[bool, str]:
         """Whether ``viewer`` may do ``action`` on the alert of ``state``; when not, the reason.
 
         ``dispatch`` is the dispatch the action is about (a team's answer, a cancellation, a
-        proposed dispatch); None: the alert's current one.
+        proposed dispatch); None: the alert's current one. ``dispatched_to`` is, for a team, the
+        alerts it is or was dispatched to (as for :meth:`alert`).
         """
-        grant = self.alert_grant(viewer, state)
+        grant = self.alert_grant(viewer, state, dispatched_to)
         return self._may_act(viewer, state, action, dispatch, grant)
 
     def may_dispatch_team(self, viewer: Viewer, state: AlertState, team_id: str) -> tuple[bool, str]:
