@@ -234,6 +234,12 @@ def build_router() -> APIRouter:
             raise RequestError(outcome.status, outcome.detail or "refused")
         return _outcome_response(service, caller, outcome)
 
+    @router.get(
+        "/map", tags=["identity"], summary="Regions, outlines, borders, your zones, sensors and teams"
+    )
+    async def map_data(caller: Caller, service: Service) -> dict[str, Any]:
+        return service.map_for(caller.viewer)
+
     @router.get("/teams", tags=["dispatch"], summary="Response teams you may send, and whether each is free")
     async def teams(caller: Caller, service: Service) -> dict[str, Any]:
         service.require_ready()

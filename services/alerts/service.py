@@ -48,7 +48,8 @@ from services.alerts.notifier import Notifier
 from services.alerts.settings import AlertsSettings
 from services.alerts.store import Change, Store
 from services.alerts.webhooks import WebhookSender
-from services.core.config import LinderoConfig
+from services.core.config import DroneSensor, LinderoConfig, RadarSensor
+from services.core.geography import Geography
 from services.core.kafka import KafkaSetupError, ensure_topics
 from services.core.tokens import Claims, TokenError, verify
 
@@ -145,6 +146,13 @@ class AlertsService:
         self.waiters: dict[str, asyncio.Future[Outcome]] = {}
         self.store.listeners.append(self._on_change)
         self.started = False
+        path = config.geography_path
+        self.geography: dict[str, Any] = (
+            orjson.loads(path.read_bytes())
+            if path is not None
+            else {"type": "FeatureCollection", "features": []}
+        )
+        self.areas = Geography.load(path) if path is not None else Geography([], [])
 
     # -- readiness ---------------------------------------------------------------------------
 
@@ -438,6 +446,77 @@ class AlertsService:
                     self.metrics.acceptance.observe(max(0.0, waited))
 
     # -- queries ------------------------------------------------------------------------------
+
+    def map_for(self, viewer: Viewer) -> dict[str, Any]:
+        """What the dashboard draws under the live picture, for ``viewer``: regions, outlines and
+        borders, restricted zones and sensor sites of the viewer's own country (a partner's sensor
+        sites and zones are theirs to share, and no agreement shares them), teams, tiles."""
+        everything = viewer.role is Role.ADMIN
+
+        def own(lon: float, lat: float) -> bool:
+            return everything or self.areas.country_at(lon, lat) == viewer.country
+
+        regions = [r for r in self.config.regions if viewer.sees_region(r.id)]
+        names = {r.id for r in regions}
+        features = [f for f in self.geography.get("features", []) if f["properties"].get("region") in names]
+        zones = []
+        for zone in self.config.zones:
+            if zone.region not in names:
+                continue
+            lons, lats = [p[0] for p in zone.area], [p[1] for p in zone.area]
+            if own(sum(lons) / len(lons), sum(lats) / len(lats)):
+                zones.append(
+                    {
+                        "id": zone.id,
+                        "name": zone.name,
+                        "region": zone.region,
+                        "area": zone.area,
+                        "severity": zone.severity,
+                    }
+                )
+        sensors = []
+        for sensor in self.config.sensors:
+            if sensor.region not in names or not (everything or sensor.owner.country == viewer.country):
+                continue
+            site = sensor.base if isinstance(sensor, DroneSensor) else sensor.position
+            sensors.append(
+                {
+                    "id": sensor.id,
+                    "name": sensor.name,
+                    "type": sensor.type.value,
+                    "region": sensor.region,
+                    "owner": {"country": sensor.owner.country, "agency": sensor.owner.agency},
+                    "lat": site.lat,
+                    "lon": site.lon,
+                    "range_m": sensor.radar.max_range_m if isinstance(sensor, RadarSensor) else None,
+                }
+            )
+        return {
+            "regions": [
+                {
+                    "id": r.id,
+                    "name": r.name,
+                    "countries": r.countries,
+                    "area": r.area,
+                    "origin": {"lat": r.frame_origin.lat, "lon": r.frame_origin.lon},
+                }
+                for r in regions
+            ],
+            "geography": {"type": "FeatureCollection", "features": features},
+            "zones": zones,
+            "sensors": sensors,
+            "teams": self.teams(viewer),
+            "centres": [
+                {"id": c.id, "name": c.name, "country": c.country, "regions": c.regions}
+                for c in self.config.centres
+                if everything or c.country == viewer.country
+            ],
+            "tiles": (
+                {"url": self.config.display.tile_url, "attribution": self.config.display.tile_attribution}
+                if self.config.display.tile_url
+                else None
+            ),
+        }
 
     def teams(self, viewer: Viewer) -> list[dict[str, Any]]:
         """The teams a viewer may know about, with whether each is busy right now."""

@@ -296,6 +296,16 @@ class DispatchConfig(ConfigModel):
     )
 
 
+class DisplayConfig(ConfigModel):
+    """How the dashboard draws the map."""
+
+    tile_url: Annotated[str, StringConstraints(pattern=r"^https?://", max_length=500)] | None = Field(
+        default=None,
+        description="an XYZ tile server of this site ({z}/{x}/{y}); None: outlines only (air-gapped)",
+    )
+    tile_attribution: str | None = Field(default=None, max_length=200)
+
+
 class LinderoConfig(ConfigModel):
     """The whole deployment configuration."""
 
@@ -314,6 +324,7 @@ class LinderoConfig(ConfigModel):
     teams: list[Team] = Field(default_factory=list)
     agreements: list[Agreement] = Field(default_factory=list)
     dispatch: DispatchConfig = DispatchConfig()
+    display: DisplayConfig = DisplayConfig()
     _source: Path | None = PrivateAttr(default=None)
 
     @property

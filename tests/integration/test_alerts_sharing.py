@@ -225,3 +225,28 @@ async def test_every_viewer_sees_exactly_what_the_agreements_allow(
     assert len(teams_reached) >= 4, "every country's critical alerts reached one of its teams"
     for client in streams.values():
         await client.close()
+
+
+async def test_map_data_shows_only_your_own_sensors_and_zones(
+    start_alerts: AlertsFactory, make_kafka: KafkaFactory
+) -> None:
+    """/v1/map gives a centre its regions' outlines and borders, only its own country's sensors and zones."""
+    alerts_service = await start_alerts(make_kafka())
+    http = alerts_service.client
+    assert (await http.get("/v1/map")).status_code == 401
+    for centre in DEMO.centres:
+        data = (await http.get("/v1/map", headers=alerts_service.auth("operator", centre.id))).json()
+        assert {r["id"] for r in data["regions"]} == set(centre.regions)
+        assert data["sensors"], centre.id
+        assert {s["owner"]["country"] for s in data["sensors"]} == {centre.country}
+        assert {t["country"] for t in data["teams"]} == {centre.country}
+        kinds = {f["properties"]["kind"] for f in data["geography"]["features"]}
+        assert kinds == {"country", "border"}
+        assert {f["properties"]["region"] for f in data["geography"]["features"]} == set(centre.regions)
+        for zone in data["zones"]:
+            assert zone["region"] in centre.regions
+        foreign = {s.id for s in DEMO.sensors if s.owner.country != centre.country}
+        assert not foreign & words(json.dumps(data))
+    everything = (await http.get("/v1/map", headers=alerts_service.auth("admin"))).json()
+    assert len(everything["sensors"]) == len(DEMO.sensors)
+    assert len(everything["zones"]) == len(DEMO.zones)
