@@ -100,7 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     post.add_argument("--speed", type=float, default=10.0, help="simulated seconds per second; 0: flat out")
     post.add_argument("--batch", type=_positive_int, default=50, help="events per request (default 50)")
-    post.add_argument("--max-delay", type=float, default=0.5, help="longest wait to fill a batch, s")
+    post.add_argument(
+        "--max-delay",
+        type=float,
+        default=0.5,
+        help="longest wait to fill a batch, scenario seconds (default 0.5)",
+    )
     post.add_argument("--no-post", action="store_true", help="only generate (and write with --out)")
     parser.add_argument("--out", type=Path, help="write the scenario files into this folder")
     parser.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default), ERROR")

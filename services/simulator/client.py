@@ -78,7 +78,9 @@ class PosterSettings:
     batch_size: int = 50
     """Events per request, at most."""
     max_delay_s: float = 0.5
-    """A partial batch goes out once its oldest event has waited this long."""
+    """A partial batch goes out once its oldest event has waited this long, in scenario seconds
+    (at ``speed`` 10 that is 0.05 s of wall time): a real gateway's batching delay, so that
+    accelerated runs arrive exactly as out of order as live ones would."""
     speed: float = 1.0
     """Simulation seconds per wall-clock second; 0 posts as fast as possible."""
     restamp: bool = True
@@ -252,7 +254,8 @@ class GatewayPoster:
                     if base is not None:
                         payload = {**payload, "time": rfc3339(base, to_ms(event.time_s))}
                     lane.queue.append((loop.time(), payload))
-                    if len(lane.queue) >= settings.batch_size:
+                    # The first event starts the lane's batching clock; a full batch goes at once.
+                    if len(lane.queue) == 1 or len(lane.queue) >= settings.batch_size:
                         lane.wake.set()
                 for lane in self._lanes.values():
                     lane.closed = True
@@ -277,9 +280,10 @@ class GatewayPoster:
         return not self.stop.is_set()
 
     async def _send(self, client: httpx.AsyncClient, lane: _Lane) -> None:
-        """The lane's sender: full batches at once, partial ones after ``max_delay_s``."""
+        """The lane's sender: full batches at once, partial ones after ``max_delay_s`` (scaled by speed)."""
         settings = self.settings
         loop = asyncio.get_running_loop()
+        wait_s = settings.max_delay_s / settings.speed if settings.speed > 1 else settings.max_delay_s
         while True:
             lane.wake.clear()
             if self.stop.is_set():
@@ -290,7 +294,7 @@ class GatewayPoster:
                 await lane.wake.wait()
                 continue
             if len(lane.queue) < settings.batch_size and not lane.closed:
-                remaining_s = lane.queue[0][0] + settings.max_delay_s - loop.time()
+                remaining_s = lane.queue[0][0] + wait_s - loop.time()
                 if remaining_s > 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lane.wake.wait(), remaining_s)

@@ -127,6 +127,61 @@ async def test_a_partial_batch_goes_out_after_the_max_delay() -> None:
     assert time.perf_counter() - began < 1.0
 
 
+async def test_a_quiet_lane_sends_its_next_event_after_the_max_delay_not_at_the_end() -> None:
+    """A lane gone quiet posts its next event after max_delay_s, while the other lane is still busy."""
+    fake = FakeIngest()
+    arrivals: list[float] = []
+    began = time.perf_counter()
+
+    def recording(request: httpx.Request) -> httpx.Response:
+        if request.headers["authorization"] == "Bearer key-b":
+            arrivals.append(time.perf_counter() - began)
+        return fake(request)
+
+    quiet = [
+        SimEvent(
+            at_s,
+            "gw-b",
+            "status",
+            {"event_id": f"q-{at_s}", "sensor_id": "s-9", "time": "2026-01-01T00:00:00.000Z"},
+        )  # type: ignore[arg-type]
+        for at_s in (0.0, 1.0)
+    ]
+    busy = make_events(60, span_s=3.0, gateways=("gw-a",))
+    settings = PosterSettings(speed=1.0, batch_size=50, max_delay_s=0.2, keep_ids=True)
+    poster_ = GatewayPoster(
+        settings, KEYS, transport=httpx.MockTransport(recording), jitter=np.random.default_rng(1)
+    )
+    stats = await poster_.post(sorted([*quiet, *busy], key=lambda e: e.time_s))
+    assert stats.accepted == 62
+    assert len(arrivals) == 2
+    assert arrivals[1] < 2.0, f"the quiet lane's second event waited until {arrivals[1]:.2f} s (the end)"
+
+
+async def test_the_batching_delay_is_in_scenario_seconds() -> None:
+    """At speed 10 a partial batch waits max_delay_s / 10 of wall time."""
+    fake = FakeIngest()
+    arrivals: list[float] = []
+    began = time.perf_counter()
+
+    def recording(request: httpx.Request) -> httpx.Response:
+        arrivals.append(time.perf_counter() - began)
+        return fake(request)
+
+    first = SimEvent(
+        0.0, "gw-a", "events", {"event_id": "e-1", "sensor_id": "s-1", "time": "2026-01-01T00:00:00.000Z"}
+    )  # type: ignore[arg-type]
+    last = SimEvent(
+        20.0, "gw-b", "events", {"event_id": "e-2", "sensor_id": "s-1", "time": "2026-01-01T00:00:20.000Z"}
+    )  # type: ignore[arg-type]
+    settings = PosterSettings(speed=10.0, batch_size=50, max_delay_s=2.0)
+    poster_ = GatewayPoster(
+        settings, KEYS, transport=httpx.MockTransport(recording), jitter=np.random.default_rng(1)
+    )
+    await poster_.post([first, last])
+    assert arrivals[0] < 0.6, f"first batch after {arrivals[0]:.2f} s; 2 s of scenario time is 0.2 s at 10x"
+
+
 async def test_pacing_follows_simulation_time_at_the_given_speed() -> None:
     """Ten simulated seconds at speed 20 take about half a second."""
     began = time.perf_counter()
