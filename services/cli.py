@@ -10,7 +10,9 @@ lindero ingest                      run the ingest service
 lindero correlator                  run the correlator
 lindero alerts                      run the alerts service (feeds, lifecycle, dispatch)
 lindero token issue ...             a signed token for an operator, supervisor, team or admin
-lindero demo                        Kafka + ingest + sample events, shown as they land
+lindero simulate ...                play a seeded sensor scenario through the ingest API
+lindero demo                        Kafka + every service + the simulator, live (Ctrl-C stops it all)
+lindero up [--simulate] / down      the same in the background / stop it
 """
 
 from __future__ import annotations
@@ -169,7 +171,32 @@ def cmd_ingest(_: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from services import demo
 
-    return demo.run(config=Path(args.config), keys=Path(args.keys), port=args.port)
+    return demo.run(
+        config=Path(args.config),
+        keys=Path(args.keys),
+        speed=args.speed,
+        seed=args.seed,
+        duration_s=args.duration,
+        base_port=args.base_port,
+    )
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from services import demo
+
+    return demo.up(
+        config=Path(args.config),
+        keys=Path(args.keys),
+        simulate=args.simulate,
+        speed=args.speed,
+        base_port=args.base_port,
+    )
+
+
+def cmd_down(_: argparse.Namespace) -> int:
+    from services import demo
+
+    return demo.down()
 
 
 def parser() -> argparse.ArgumentParser:
@@ -227,11 +254,25 @@ def parser() -> argparse.ArgumentParser:
     )
     alerts.set_defaults(func=cmd_alerts)
 
-    demo = sub.add_parser("demo", help="Kafka + ingest + sample events, shown as they land")
+    demo = sub.add_parser("demo", help="Kafka + every service + the simulator, live (Ctrl-C stops it all)")
     demo.add_argument("--config", default="config/demo.yaml")
     demo.add_argument("--keys", default="config/demo-keys.yaml")
-    demo.add_argument("--port", type=int, default=8081, help="ingest port")
+    demo.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second (default 1)")
+    demo.add_argument("--seed", type=int, default=7, help="scenario seed")
+    demo.add_argument("--duration", type=int, default=3_600, help="scenario length, simulated seconds")
+    demo.add_argument("--base-port", type=int, default=8081, help="ingest; correlator +1, alerts +2")
     demo.set_defaults(func=cmd_demo)
+
+    up = sub.add_parser("up", help="start Kafka and every service in the background")
+    up.add_argument("--config", default="config/demo.yaml")
+    up.add_argument("--keys", default="config/demo-keys.yaml")
+    up.add_argument("--simulate", action="store_true", help="also play the demo scenario")
+    up.add_argument("--speed", type=float, default=1.0)
+    up.add_argument("--base-port", type=int, default=8081, help="ingest; correlator +1, alerts +2")
+    up.set_defaults(func=cmd_up)
+
+    down = sub.add_parser("down", help="stop what `lindero up` started")
+    down.set_defaults(func=cmd_down)
     return root
 
 

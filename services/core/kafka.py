@@ -142,3 +142,22 @@ async def topic_partitions(settings: KafkaSettings, topics: Iterable[str]) -> di
         for entry in described
         if entry["error_code"] == 0
     }
+
+
+async def delete_prefixed_topics(settings: KafkaSettings) -> list[str]:
+    """Delete every topic whose name starts with ``settings.topic_prefix`` (a demo's clean slate).
+
+    Refuses an empty prefix: that would be every topic of the cluster.
+    """
+    prefix = settings.topic_prefix
+    if not prefix:
+        raise ValueError("refusing to delete topics without a topic prefix")
+    admin = AIOKafkaAdminClient(client_id=f"{settings.client_id}-admin", **settings.client_options())
+    await admin.start()
+    try:
+        doomed = sorted(name for name in await admin.list_topics() if name.startswith(prefix))
+        if doomed:
+            await admin.delete_topics(doomed)
+        return doomed
+    finally:
+        await admin.close()
