@@ -11,12 +11,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv kafka-runtime lint format test test-unit test-integration demo bench clean
+.PHONY: help venv kafka-runtime lint format test test-unit test-integration demo bench bench-fanout clean
 
 help:
 	@echo "make demo   - set up and run the live demo (Ctrl-C stops everything)"
 	@echo "make test   - set up from scratch and run lint + all tests against a real Kafka"
-	@echo "make test-unit, make lint, make format, make bench, make clean"
+	@echo "make test-unit, make lint, make format, make bench, make bench-fanout, make clean"
 
 $(STAMP):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -59,6 +59,11 @@ demo: venv kafka-runtime
 bench: venv kafka-runtime
 	@command -v wrk >/dev/null || { echo "==> installing wrk (load generator)"; apt-get update -qq && apt-get install -y -qq wrk; }
 	@$(BIN)/python bench/ingest.py
+
+bench-fanout: venv kafka-runtime
+	@command -v npm >/dev/null || { echo "Node.js 18+ and npm are required (Debian: apt-get install nodejs npm)"; exit 2; }
+	@cd bench/node && npm ci --no-audit --no-fund --silent
+	@$(BIN)/python bench/fanout.py $(FANOUT_ARGS)
 
 clean:
 	@-$(BIN)/lindero kafka down 2>/dev/null
