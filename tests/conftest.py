@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,15 @@ import pytest
 import yaml
 
 from schemas import examples
+from services.core import localkafka
 from services.core.config import LinderoConfig, load_config
+from services.core.kafka import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / "config" / "demo.yaml"
 DEMO_KEYS = ROOT / "config" / "demo-keys.yaml"
+
+log = logging.getLogger(__name__)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -61,5 +66,41 @@ def make_event() -> EventFactory:
         event = {**base, "event_id": str(uuid.uuid4()), "time": rfc3339(utc_now())}
         event.update(changes)
         return {k: v for k, v in event.items() if v is not ...}
+
+    return make
+
+
+# -- a real Kafka for the integration, end-to-end and browser layers ------------------------------
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's broker: the project's local Kafka, or LINDERO_KAFKA_BOOTSTRAP."""
+    external = os.environ.get("LINDERO_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    cluster = localkafka.LocalCluster(name="pytest-session", root=tmp_path_factory.mktemp("kafka"))
+    cluster.start(progress=log.info)
+    try:
+        yield cluster.bootstrap
+    finally:
+        cluster.stop()
+
+
+KafkaFactory = Callable[..., KafkaSettings]
+
+
+@pytest.fixture
+def make_kafka(kafka_bootstrap: str) -> KafkaFactory:
+    """KafkaSettings with a fresh topic prefix (one per call unless ``prefix`` is given)."""
+
+    def make(bootstrap: str | None = None, prefix: str | None = None, **changes: Any) -> KafkaSettings:
+        return KafkaSettings(
+            bootstrap=bootstrap or kafka_bootstrap,
+            topic_prefix=prefix if prefix is not None else f"t{uuid.uuid4().hex[:10]}.",
+            partitions=changes.pop("partitions", 3),
+            **changes,
+        )
 
     return make

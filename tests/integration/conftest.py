@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,42 +26,9 @@ from services.core.config import load_config
 from services.core.kafka import KafkaSettings, topic_partitions
 from services.ingest.app import IngestApp, create_app
 from services.ingest.settings import IngestSettings
-from tests.conftest import DEMO_CONFIG
+from tests.conftest import DEMO_CONFIG, KafkaFactory
 
 log = logging.getLogger(__name__)
-
-
-@pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The session's broker: the project's local Kafka, or LINDERO_KAFKA_BOOTSTRAP."""
-    external = os.environ.get("LINDERO_KAFKA_BOOTSTRAP")
-    if external:
-        yield external
-        return
-    cluster = localkafka.LocalCluster(name="pytest-session", root=tmp_path_factory.mktemp("kafka"))
-    cluster.start(progress=log.info)
-    try:
-        yield cluster.bootstrap
-    finally:
-        cluster.stop()
-
-
-KafkaFactory = Callable[..., KafkaSettings]
-
-
-@pytest.fixture
-def make_kafka(kafka_bootstrap: str) -> KafkaFactory:
-    """KafkaSettings with a fresh topic prefix (one per call unless ``prefix`` is given)."""
-
-    def make(bootstrap: str | None = None, prefix: str | None = None, **changes: Any) -> KafkaSettings:
-        return KafkaSettings(
-            bootstrap=bootstrap or kafka_bootstrap,
-            topic_prefix=prefix if prefix is not None else f"t{uuid.uuid4().hex[:10]}.",
-            partitions=changes.pop("partitions", 3),
-            **changes,
-        )
-
-    return make
 
 
 @dataclass
