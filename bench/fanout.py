@@ -279,6 +279,11 @@ class Fleet:
         }
         merged["seconds"] = max(r["seconds"] for r in reports)
         merged["sampledMessages"] = sum(r["sampledMessages"] for r in reports)
+        merged["sampledClients"] = sum(r["sampledClients"] for r in reports)
+        if merged["frames"] < 2 * merged["open"] and merged["sampledClients"]:
+            # Most clients got at most one frame in the window, so "seq" cannot count their
+            # messages: scale what the parsing clients counted exactly.
+            merged["messages"] = merged["sampledMessages"] * merged["open"] / merged["sampledClients"]
         for key in ("alertMs", "alertFromStateMs", "trackMs", "bareMs"):
             merged[key] = _merge_histograms(reports, key)
         for key in ("closed", "types"):

@@ -181,6 +181,7 @@ function report() {
     seconds,
     cpuSeconds: (cpu.user + cpu.system) / 1e6,
     open: clients.filter((c) => c.open).length,
+    sampledClients: clients.filter((c) => c.sampled && c.open).length,
     silent,
     messages,
     ...window,
