@@ -859,8 +859,8 @@ goal's alert rate alone (no tracks), for comparison.
   transaction commit, the gateway's read and the fan-out. **track**: receive time − track time.
   Latencies come from ~{SAMPLED_CLIENTS} clients spread over the processes that parse every frame.
 - **CPU** in cores (100% = one core): the alerts process, the client processes, the broker;
-  **others' CPU** is the rest of the machine (this load generator included, and whatever else
-  ran on it meanwhile; this machine is shared, so a high value means the numbers are pessimistic).
+  **others' CPU** is the rest of the machine apart from this load generator: whatever else ran
+  on it meanwhile (the machine is shared; a high value means the row's numbers are pessimistic).
 - **messages/s ÷ bare frames/s**: messages delivered against the frames per second the bare
   broadcast delivered to as many clients in the same run (one message per bare frame).
 
@@ -892,7 +892,7 @@ ANALYSIS = """**What limits it** (profiles with py-spy of the alerts process at 
   is ~750 bytes, an alert ~1.5 kB), and 5,000 clients ~800 MB/s. On two cores shared by the
   broker, the clients and the server, the alerts process cannot move that through Python,
   uvicorn and loopback TCP, so it falls behind; a client that falls behind gets ever larger frames
-  (hundreds of kB) and ever older messages, until it is 20,000 messages behind and dropped.
+  (hundreds of kB, then MB) and ever older messages; one 20,000 messages behind would be dropped.
 - *Per frame*, about 40% of the alerts process's time is the socket write itself
   (`transport.write`, i.e. the kernel's loopback TCP work for both ends), about a quarter the
   ASGI/uvicorn/websockets send path and the rest the hub (frame assembly, timers, metrics).
