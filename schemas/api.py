@@ -70,6 +70,12 @@ class StreamSubscription(_Request):
     kinds: list[AlertKind] | None = Field(default=None, max_length=20, description="None: every kind")
     min_severity: Severity = Severity.INFO
     tracks: bool = Field(default=True, description="also live track updates")
+    compact_tracks: bool = Field(
+        default=False,
+        description="send a track's movement as a small track_moved message (position, velocity, "
+        "uncertainty, class probabilities) and the whole track only when anything else changes or "
+        "every 10 s: about a fifth of the bytes",
+    )
 
 
 class StreamHello(_Request):

@@ -64,6 +64,7 @@ class Subscription:
     kinds: frozenset[str] | None = None
     min_severity: int = 0
     tracks: bool = True
+    compact_tracks: bool = False
 
     @classmethod
     def of(cls, request: StreamSubscription | None) -> Subscription:
@@ -74,6 +75,7 @@ class Subscription:
             kinds=frozenset(kind.value for kind in request.kinds) if request.kinds else None,
             min_severity=request.min_severity.rank,
             tracks=request.tracks,
+            compact_tracks=request.compact_tracks,
         )
 
     def alert(self, state: AlertState) -> bool:
@@ -102,6 +104,8 @@ class ViewClass:
     base: int = 0
     cursor: dict[str, int] = field(default_factory=dict)
     """Next offset per input partition, for every change seen (visible or not)."""
+    track_static: dict[str, tuple[bytes, float]] = field(default_factory=dict)
+    """Compact tracks: per track, what the last whole message said besides its movement, and when."""
     sleepers: set[Client] = field(default_factory=set)
     """Clients waiting for the next message (woken by :meth:`append`)."""
     cached: tuple[int, int, bytes, float | None] | None = None
@@ -331,9 +335,12 @@ class Hub:
             if view is None:
                 if key in view_class.tracks:
                     view_class.tracks.discard(key)
+                    view_class.track_static.pop(key, None)
                     return orjson.dumps({"type": "track_removed", "track_id": key})
                 return None
             view_class.tracks.add(key)
+            if subscription.compact_tracks:
+                return _compact_track(view_class, key, view)
             return orjson.dumps({"type": "track", "data": view})
         if kind is Kind.DISPATCH and isinstance(value, Dispatch):
             view = self.policy.dispatch(viewer, value)
@@ -475,6 +482,65 @@ class Hub:
         for client in clients:
             self.leave(client, "shutdown")
         await asyncio.gather(*(_close(c.websocket, code, reason) for c in clients))
+
+
+MOVING_FIELDS = (
+    "time",
+    "lat",
+    "lon",
+    "alt_m",
+    "velocity_east_mps",
+    "velocity_north_mps",
+    "speed_mps",
+    "heading_deg",
+    "position_sigma_m",
+    "covariance_en_m2",
+    "class_probabilities",
+    "border_distance_m",
+    "update_count",
+    "last_update",
+)
+"""What changes at every update of a track; everything else goes out only when it changes."""
+FULL_TRACK_EVERY_S = 10.0
+_ROUNDING = {
+    "lat": 7,
+    "lon": 7,
+    "alt_m": 1,
+    "velocity_east_mps": 2,
+    "velocity_north_mps": 2,
+    "speed_mps": 2,
+    "heading_deg": 1,
+    "position_sigma_m": 1,
+    "border_distance_m": 0,
+}
+
+
+def _compact_track(view_class: ViewClass, key: str, view: dict[str, Any]) -> bytes:
+    """A ``track_moved`` message (rounded movement) when nothing else changed lately, else ``track``."""
+    static = orjson.dumps(
+        {k: v for k, v in view.items() if k not in MOVING_FIELDS}, option=orjson.OPT_SORT_KEYS
+    )
+    now = time.monotonic()
+    known = view_class.track_static.get(key)
+    if known is not None and known[0] == static and now - known[1] < FULL_TRACK_EVERY_S:
+        moved: dict[str, Any] = {"track_id": key}
+        for name in MOVING_FIELDS:
+            value = view.get(name)
+            digits = _ROUNDING.get(name)
+            if digits is not None and isinstance(value, float):
+                value = round(value, digits)
+            elif name == "covariance_en_m2" and value is not None:
+                value = [round(v, 1) for v in value]
+            elif name == "class_probabilities" and value:
+                value = [
+                    {**p, "probability": round(p["probability"], 3)}
+                    for p in value
+                    if p["probability"] >= 0.005
+                ]
+            moved[name] = value
+        return orjson.dumps({"type": "track_moved", "data": moved})
+    view_class.track_static[key] = (static, now)
+    return orjson.dumps({"type": "track", "data": view})
 
 
 def _source_time(value: Any) -> float | None:

@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from schemas.alerts import Alert, Severity
-from schemas.tracks import Track
+from schemas.tracks import Track, TrackStatus
 from tests.integration.alerts_fixtures import AlertsFactory, Producer, StreamClient, start_alerts
 from tests.integration.conftest import KafkaFactory, wait_until
 from tests.unit.alerts.builders import DEMO, make_alert, make_track
@@ -310,4 +310,38 @@ async def test_commands_ping_subscribe_and_act(start_alerts: AlertsFactory, make
         lambda: any(e["status"] == 429 for e in client.of_type("error")), what="a 429 for the flood"
     )
     assert len(client.of_type("pong")) < 81
+    await client.close()
+
+
+async def test_compact_tracks_send_movement_small_and_changes_whole(
+    start_alerts: AlertsFactory, make_kafka: KafkaFactory
+) -> None:
+    """With compact_tracks a moving track sends small track_moved messages, a status change a whole track."""
+    kafka = make_kafka()
+    alerts = await start_alerts(kafka)
+    client = await StreamClient.open(
+        f"{alerts.ws_url}/v1/stream",
+        alerts.token("operator", "cc-cucuta"),
+        subscribe={"compact_tracks": True},
+    )
+    await client.wait_for(lambda: bool(client.of_type("snapshot")), what="the snapshot")
+    first = track(7)
+    async with Producer(kafka) as producer:
+        await producer.tracks([first])
+        await client.wait_for(lambda: bool(client.of_type("track")), what="the whole track")
+        moved = first.model_copy(update={"lat": first.lat + 0.0001, "update_count": first.update_count + 1})
+        await producer.tracks([moved])
+        await client.wait_for(lambda: bool(client.of_type("track_moved")), what="track_moved")
+        coasting = moved.model_copy(update={"status": TrackStatus.COASTING})
+        await producer.tracks([coasting])
+        await client.wait_for(lambda: len(client.of_type("track")) == 2, what="the whole track again")
+    small = client.of_type("track_moved")[0]["data"]
+    assert small["track_id"] == first.track_id
+    assert small["lat"] == round(moved.lat, 7)
+    assert small["update_count"] == moved.update_count
+    assert "sensor_ids" not in small
+    assert "owners" not in small
+    assert client.of_type("track")[1]["data"]["status"] == "coasting"
+    whole = [m for m in client.raw if '"track"' in m]
+    assert len(orjson.dumps(small)) * 2 < min(len(w) for w in whole)
     await client.close()
