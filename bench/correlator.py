@@ -115,7 +115,7 @@ class Run:
 class _NoMissEngine(RegionEngine):
     """Diagnostic only: the engine with radar scans that carry no coverage (no M-of-N misses)."""
 
-    def _coverage(self, detection: Any) -> Coverage | None:
+    def _coverage(self, detections: Any) -> Coverage | None:
         return None
 
 

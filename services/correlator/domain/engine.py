@@ -3,8 +3,9 @@
 Event-time processing with a bounded reorder window: detections wait in a buffer until event
 time has moved ``reorder_window_s`` past them (the watermark is the newest event time seen, or
 the caller's clock when it is caught up), then go to the tracker in time order, grouped into
-scans (one sensor, within ``scan_window_s``). A detection older than the release cursor when it
-arrives is *late*: counted and dropped (feeding it would rewind tracks).
+scans (one sensor, within ``scan_window_s``; a radar scan covers only the sector its beam swept
+meanwhile, see sweep.py). A detection older than the release cursor when it arrives is *late*:
+counted and dropped (feeding it would rewind tracks).
 
 Every ``rule_interval_s`` of event time the rules look at the live tracks; the alert book
 turns their findings into alerts. Track updates are rate-limited per track
@@ -43,6 +44,7 @@ from services.correlator.domain.rules import (
     track_rules,
     views,
 )
+from services.correlator.domain.sweep import BeamFollower
 from services.correlator.domain.tracker import Coverage, Scan, Tracker, TrackerConfig, TrackEstimate
 
 RULE_INTERVAL_S = 1.0
@@ -101,6 +103,9 @@ class RegionEngine:
         self.pending_publish: set[str] = set()
         self.recent: OrderedDict[str, float] = OrderedDict()
         self.late_total = 0
+        config = self.tracker.config
+        self.beams = BeamFollower(math.radians(config.sweep_margin_deg), config.sweep_margin_m)
+        """Where each radar's beam was last seen (a radar scan counts misses only where it swept)."""
 
     # -- input -------------------------------------------------------------------------------
 
@@ -179,27 +184,39 @@ class RegionEngine:
         self._publish(changed, ended, now_s, out)
 
     def _scans(self, detections: Sequence[Detection]) -> list[Scan]:
-        window = TrackerConfig().scan_window_s
+        """Detections (in time order) grouped into scans: one sensor and measurement kind, within
+        the tracker's ``scan_window_s`` of the scan's first detection; a radar scan's coverage is
+        the sector its beam swept (services/correlator/domain/sweep.py)."""
+        window = self.tracker.config.scan_window_s
         scans: list[Scan] = []
         open_scans: dict[tuple[str, str], Scan] = {}
         for detection in detections:
             key = (detection.sensor_id, detection.kind.value)
             scan = open_scans.get(key)
             if scan is None or detection.time_s - scan.time_s > window:
-                scan = Scan(detection.sensor_id, detection.time_s, [], self._coverage(detection))
+                scan = Scan(detection.sensor_id, detection.time_s, [])
                 open_scans[key] = scan
                 scans.append(scan)
             scan.detections.append(detection)
-        for scan in scans:
+        for scan in scans:  # in creation order: each sensor's scans in time order
+            scan.coverage = self._coverage(scan.detections)
             scan.time_s = float(np.mean([d.time_s for d in scan.detections]))
         scans.sort(key=lambda s: s.time_s)
         return scans
 
-    def _coverage(self, detection: Detection) -> Coverage | None:
-        site = self.context.sensors.get(detection.sensor_id)
-        if site is None or detection.sensor_type != "radar" or site.east_m is None or site.north_m is None:
+    def _coverage(self, detections: Sequence[Detection]) -> Coverage | None:
+        """Where one scan of one sensor could have seen targets: None except for radars."""
+        first = detections[0]
+        site = self.context.sensors.get(first.sensor_id)
+        if site is None or first.sensor_type != "radar" or site.east_m is None or site.north_m is None:
             return None
-        return Coverage((site.east_m, site.north_m), site.coverage_m)
+        return self.beams.coverage(
+            f"{first.sensor_id}/{first.kind.value}",
+            (site.east_m, site.north_m),
+            site.coverage_m,
+            site.scan_period_s,
+            detections,
+        )
 
     def _forget_recent(self, release: float) -> None:
         horizon = release - DEDUP_WINDOW_S
@@ -344,6 +361,7 @@ class RegionEngine:
             "published_status": self.published_status,
             "pending_publish": sorted(self.pending_publish),
             "late_total": self.late_total,
+            "beams": self.beams.state(),
         }
 
     @classmethod
@@ -361,6 +379,7 @@ class RegionEngine:
         engine.published_status = dict(state.get("published_status", {}))
         engine.pending_publish = set(state.get("pending_publish", []))
         engine.late_total = int(state.get("late_total", 0))
+        engine.beams.restore(state.get("beams", []))
         return engine
 
 

@@ -34,6 +34,8 @@ class SensorSite:
     heartbeat_interval_s: float
     coverage_m: float
     """Radar: maximum range; drone: camera footprint radius; ground: detection radius."""
+    scan_period_s: float | None = None
+    """Radar: seconds per revolution of the beam; None for other sensors."""
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,10 @@ class RegionContext:
                 continue
             site = sensor.base if isinstance(sensor, DroneSensor) else sensor.position
             east, north, _ = frame.to_enu(site.lat, site.lon)
+            period = None
             if isinstance(sensor, RadarSensor):
                 coverage = sensor.radar.max_range_m
+                period = sensor.radar.scan_period_s
             elif isinstance(sensor, DroneSensor):
                 coverage = sensor.drone.footprint_radius_m
             elif isinstance(sensor, GroundSensor):
@@ -111,6 +115,7 @@ class RegionContext:
                 north_m=float(north) if fixed else None,
                 heartbeat_interval_s=sensor.heartbeat_interval_s,
                 coverage_m=coverage,
+                scan_period_s=period,
             )
         return cls(
             region=region_id,

@@ -13,7 +13,8 @@ more detections.
 
 Lifecycle: a track starts *tentative* from a radar or drone detection no track claimed; it
 is *confirmed* when it was detected in ``confirm_m`` of its last ``confirm_n`` opportunities (an
-opportunity is a scan of a sensor whose coverage includes the track); it is *coasting* when
+opportunity is a scan of a sensor whose coverage includes the track: for a radar, the sector its
+beam swept during the scan, so one per revolution); it is *coasting* when
 not updated for ``coast_after_s``; *lost* after ``max_coast_s`` (per class) or when its
 position uncertainty exceeds ``max_position_sigma_m``. Ground sensors never start tracks:
 they confirm, classify and barely locate.
@@ -76,6 +77,11 @@ class TrackerConfig:
     """Velocity uncertainty of a new track (per axis), m/s."""
     scan_window_s: float = 0.5
     """Detections of one sensor closer in time than this form one scan."""
+    sweep_margin_deg: float = 2.0
+    sweep_margin_m: float = 50.0
+    """A radar scan counts a miss only against tracks inside the sector its beam swept, at least
+    this many degrees, and this many metres across, from the sector's edges (services/correlator/
+    domain/sweep.py)."""
     merge_distance_m: float = 12.0
     merge_speed_mps: float = 2.0
     merge_max_age_s: float = 30.0
@@ -88,10 +94,36 @@ class TrackerConfig:
 
 @dataclass(frozen=True)
 class Coverage:
-    """Where a scan could have seen targets: a disc in the local frame."""
+    """Where a scan could have seen targets: a disc in the local frame, or the sector of it that
+    a rotating radar's beam swept during the scan.
+
+    The sector runs clockwise from ``start_rad`` over ``extent_rad`` (bearings from north,
+    clockwise, radians). A point at offset ``(de, dn)`` from ``center_en``, at range
+    ``r = hypot(de, dn)`` and ``o = (atan2(de, dn) - start_rad) mod 2π`` into the sector, is
+    inside when ``r <= radius_m`` and ``a <= o <= extent_rad - a``, with the edge margin
+    ``a = max(margin_rad, margin_m / r)`` (a target right at an edge may have been seen by the
+    neighbouring scan). No sector (the default) is the whole disc, without margins.
+    """
 
     center_en: tuple[float, float]
     radius_m: float
+    start_rad: float = 0.0
+    extent_rad: float | None = None
+    """Clockwise extent of the sector from ``start_rad``, radians; None: the whole disc."""
+    margin_rad: float = 0.0
+    margin_m: float = 0.0
+
+    def contains(self, east_m: Array, north_m: Array) -> NDArray[np.bool_]:
+        """Which points ``(east_m[i], north_m[i])`` lie inside the covered area."""
+        de = np.asarray(east_m, dtype=np.float64) - self.center_en[0]
+        dn = np.asarray(north_m, dtype=np.float64) - self.center_en[1]
+        r = np.hypot(de, dn)
+        inside = r <= self.radius_m
+        if self.extent_rad is None:
+            return inside
+        offset = np.mod(np.arctan2(de, dn) - self.start_rad, 2.0 * math.pi)
+        margin = np.maximum(self.margin_rad, self.margin_m / np.maximum(r, 1.0))
+        return inside & (offset >= margin) & (offset <= self.extent_rad - margin)
 
 
 @dataclass
@@ -454,17 +486,15 @@ class Tracker:
         return slot
 
     def _count_misses(self, coverage: Coverage, time_s: float, assigned: set[int]) -> None:
-        """Tracks inside the scan's coverage that got nothing: a miss in their M-of-N window."""
+        """Tracks inside the scan's coverage (for a radar: the sector its beam swept) that got
+        nothing: a miss in their M-of-N window."""
         live = self.active
         if len(live) == 0:
             return
         x, _ = self._combined(live)
         dt = np.maximum(time_s - self.t[live], 0.0)
         position = x[:, :2] + x[:, 2:4] * dt[:, None]
-        inside = (
-            np.hypot(position[:, 0] - coverage.center_en[0], position[:, 1] - coverage.center_en[1])
-            <= coverage.radius_m
-        )
+        inside = coverage.contains(position[:, 0], position[:, 1])
         missed = [int(s) for s in live[inside] if int(s) not in assigned and self.t[s] < time_s]
         mask = (1 << self.config.confirm_n) - 1
         for slot in missed:

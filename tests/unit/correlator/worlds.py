@@ -318,6 +318,79 @@ def radar_scans(
     return out
 
 
+def sweeping_radar(
+    context: RegionContext,
+    walkers: Sequence[Walker],
+    start_s: float,
+    end_s: float,
+    *,
+    sensor_id: str = RADAR,
+    period_s: float = 2.0,
+    detection_probability: float = 0.9,
+    clutter_per_scan: float = 1.0,
+    seed: int = 1,
+) -> list[Detection]:
+    """What a rotating radar reports, in time order: its beam turns clockwise from north once per
+    ``period_s`` (revolutions start at ``start_s``), and a walker at bearing ``b`` is detected
+    (probability ``detection_probability``) when the beam passes it, at ``t + b / 2π · period_s``;
+    Poisson(``clutter_per_scan``) false plots per revolution, uniform over the radar's disc, are
+    timed the same way. Noise as in :func:`radar_scans`.
+    """
+    rng = np.random.default_rng(seed)
+    site = context.sensors[sensor_id]
+    assert site.east_m is not None
+    assert site.north_m is not None
+    range_sigma, bearing_sigma, velocity_sigma = 15.0, math.radians(0.6), 0.5
+    covariance = np.diag([range_sigma**2, bearing_sigma**2, velocity_sigma**2])
+    origin = (site.east_m, site.north_m)
+    out = []
+
+    def plot(name: str, time_s: float, z: list[float], target_class: str | None) -> Detection:
+        return Detection(
+            event_id=f"{sensor_id}-{name}",
+            time_s=time_s,
+            region=context.region,
+            sensor_id=sensor_id,
+            sensor_type="radar",
+            owner=site.owner,
+            kind=MeasurementKind.POLAR,
+            z=np.asarray(z),
+            covariance=covariance,
+            sensor_en=origin,
+            target_class=target_class,
+            confidence=0.7 if target_class else None,
+        )
+
+    revolution = 0
+    while start_s + revolution * period_s <= end_s:
+        begin = start_s + revolution * period_s
+        for index, walker in enumerate(walkers):
+            east, north = walker.at(begin)
+            bearing = math.atan2(east - site.east_m, north - site.north_m) % (2 * math.pi)
+            time_s = begin + bearing / (2 * math.pi) * period_s
+            if not walker.visible(time_s) or rng.random() > detection_probability:
+                continue
+            east, north = walker.at(time_s)
+            de, dn = east - site.east_m, north - site.north_m
+            r = math.hypot(de, dn)
+            radial = (de * walker.velocity[0] + dn * walker.velocity[1]) / r
+            z = [
+                r + rng.normal(0.0, range_sigma),
+                math.atan2(de, dn) + rng.normal(0.0, bearing_sigma),
+                radial + rng.normal(0.0, velocity_sigma),
+            ]
+            out.append(plot(f"r{revolution:05d}-w{index}", time_s, z, walker.target_class))
+        for k in range(int(rng.poisson(clutter_per_scan))):
+            bearing = float(rng.uniform(0.0, 2 * math.pi))
+            r = site.coverage_m * math.sqrt(float(rng.random()))
+            time_s = begin + bearing / (2 * math.pi) * period_s
+            out.append(
+                plot(f"r{revolution:05d}-c{k}", time_s, [r, bearing, float(rng.normal(0.0, 1.0))], None)
+            )
+        revolution += 1
+    return sorted(out, key=lambda d: d.time_s)
+
+
 # -- status reports ------------------------------------------------------------------------------
 
 
