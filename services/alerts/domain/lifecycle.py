@@ -179,21 +179,8 @@ class Lifecycle:
                 suggested_team=self.suggest(alert, busy),
             )
             decision = Decision(state=fresh)
-            auto = self.dispatch_config.auto_severity
-            if auto is not None and Severity(alert.severity).rank >= Severity(auto).rank:
-                auto_action = AlertAction(
-                    action_id=uuid.uuid5(_AUDIT_NAMESPACE, f"auto-dispatch|{alert.alert_id}"),
-                    alert_id=alert.alert_id,
-                    action=ActionKind.DISPATCH,
-                    actor=SYSTEM,
-                    time=now,
-                    note=f"automatic: severity {alert.severity.value}",
-                )
-                follow = self.on_action(fresh, auto_action, now, busy)
-                if follow.state is not None:
-                    decision.state = follow.state
-                decision.dispatches += follow.dispatches
-                decision.audits += follow.audits
+            if self._automatic(alert):
+                self._auto_dispatch(decision, fresh, f"auto-dispatch|{alert.alert_id}", now, busy)
             return decision
         note = None
         if state.status in {AlertStatus.RESOLVED, AlertStatus.FALSE_ALARM}:
@@ -220,7 +207,36 @@ class Lifecycle:
                 else state.suggested_team,
             }
         )
-        return Decision(state=updated)
+        decision = Decision(state=updated)
+        rose = self._automatic(alert) and not self._automatic(state.alert)
+        undispatched = state.dispatch is None or not state.dispatch.status.active
+        if rose and undispatched and state.status in {AlertStatus.NEW, AlertStatus.ACKNOWLEDGED}:
+            key = f"auto-dispatch|{alert.alert_id}|{alert.revision}"
+            self._auto_dispatch(decision, updated, key, now, busy)
+        return decision
+
+    def _automatic(self, alert: Alert) -> bool:
+        """Whether ``alert``'s severity is at or above the automatic dispatch threshold."""
+        auto = self.dispatch_config.auto_severity
+        return auto is not None and Severity(alert.severity).rank >= Severity(auto).rank
+
+    def _auto_dispatch(
+        self, decision: Decision, state: AlertState, key: str, now: dt.datetime, busy: Collection[str]
+    ) -> None:
+        """Dispatch automatically (Lindero itself), folding the outcome into ``decision``."""
+        action = AlertAction(
+            action_id=uuid.uuid5(_AUDIT_NAMESPACE, key),
+            alert_id=state.alert.alert_id,
+            action=ActionKind.DISPATCH,
+            actor=SYSTEM,
+            time=now,
+            note=f"automatic: severity {state.alert.severity.value}",
+        )
+        follow = self.on_action(state, action, now, busy)
+        if follow.state is not None:
+            decision.state = follow.state
+        decision.dispatches += follow.dispatches
+        decision.audits += follow.audits
 
     # -- actions -----------------------------------------------------------------------------
 

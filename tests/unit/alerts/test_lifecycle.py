@@ -563,6 +563,33 @@ def test_automatic_dispatch_happens_once() -> None:
     assert decision.state.dispatch == state.dispatch
 
 
+def test_a_revision_that_raises_the_severity_to_the_threshold_dispatches_automatically() -> None:
+    """An open, undispatched alert revised from high to critical is offered to a team by Lindero."""
+    state = raised(alert("high"))
+    assert state.dispatch is None
+    decision = LC.on_alert(state, revise(state.alert, severity="critical"), NOW, ())
+    assert decision.state is not None
+    [offer] = decision.dispatches
+    assert offer.by == SYSTEM
+    assert decision.state.status is DISPATCHED
+    assert decision.state.history[-1].actor == SYSTEM
+
+
+def test_no_automatic_dispatch_when_the_severity_was_already_there_or_the_alert_is_handled() -> None:
+    """Critical to critical, or an alert already dispatched, acknowledged-and-resolved: no new offer."""
+    quiet = raised(alert("critical"), busy=set(CO_TEAMS))
+    assert quiet.dispatch is None
+    again = LC.on_alert(quiet, revise(quiet.alert), NOW, ())
+    assert again.dispatches == []
+    handled = raised(alert("high"))
+    closed = LC.on_action(handled, action(handled, K.RESOLVE), T0, ()).state
+    assert closed is not None
+    late = LC.on_alert(closed, revise(closed.alert, severity="critical"), NOW, ())
+    assert late.dispatches == []
+    assert late.state is not None
+    assert late.state.status is RESOLVED
+
+
 def test_automatic_dispatch_without_a_team_leaves_the_alert_new() -> None:
     """When no team can take a critical alert it stays new (nobody acknowledged it) and says why."""
     decision = LC.on_alert(None, alert("critical"), T0, set(CO_TEAMS))
@@ -1292,10 +1319,18 @@ def test_any_sequence_of_actions_keeps_the_invariants(
             decision = lc.on_alert(state, revise(state.alert, severity=sev), now, busy())
             assert decision.state is not None
             state = decision.state
+            automatic = [h for h in state.history[len(before.history) :] if h.action is ActionKind.DISPATCH]
+            if decision.dispatches or automatic:
+                # The revision raised the severity to the automatic threshold: Lindero dispatched.
+                assert all(h.actor is not None and h.actor.role is Role.SYSTEM for h in automatic)
+                assert state.version >= before.version + 2
+                for dispatch in decision.dispatches:
+                    book[dispatch.dispatch_id] = dispatch
+                check_state(state, book)
+                continue
             assert state.version == before.version + 1
             grew = 1 if len(state.history) != len(before.history) or state.history != before.history else 0
             check_history(before, state, grew, now)
-            assert decision.dispatches == []
             continue
         if step[0] == "timer":
             now += dt.timedelta(seconds=step[1])
