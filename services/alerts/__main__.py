@@ -13,6 +13,7 @@ from services.alerts.app import create_app
 from services.alerts.settings import AlertsSettings
 from services.core import logging as lindero_logging
 from services.core.config import ConfigError, load_config
+from services.core.serving import uvicorn_tls
 
 log = logging.getLogger("services.alerts")
 
@@ -49,6 +50,7 @@ def main() -> int:
         access_log=False,
         log_config=None,
         server_header=False,
+        **uvicorn_tls(settings),
         proxy_headers=False,
         timeout_graceful_shutdown=10,
     )

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from services.core.kafka import KafkaSettings
+from services.core.serving import ServerTls
 from services.core.tokens import TokenSettings
 
 
-class AlertsSettings(BaseSettings):
+class AlertsSettings(ServerTls):
     """Settings of one alerts-service instance (several run behind a load balancer)."""
 
     model_config = SettingsConfigDict(env_prefix="LINDERO_ALERTS_", frozen=True, extra="ignore")

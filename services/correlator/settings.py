@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from services.core.kafka import KafkaSettings
+from services.core.serving import ServerTls
 
 
-class CorrelatorSettings(BaseSettings):
+class CorrelatorSettings(ServerTls):
     """Settings of one correlator instance (several instances share the work by consumer group)."""
 
     model_config = SettingsConfigDict(env_prefix="LINDERO_CORRELATOR_", frozen=True, extra="ignore")

@@ -7,9 +7,11 @@ import logging
 import sys
 
 import uvicorn
+from pydantic import ValidationError
 
 from services.core import logging as lindero_logging
 from services.core.config import ConfigError, load_config
+from services.core.serving import uvicorn_tls
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
 
@@ -17,7 +19,14 @@ log = logging.getLogger("services.ingest")
 
 
 def main() -> int:
-    settings = IngestSettings()
+    try:
+        settings = IngestSettings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        sys.stderr.write(f"ingest settings: {problems}\n")
+        return 2
     lindero_logging.configure(settings.log_level, json=settings.log_json)
     try:
         config = load_config(settings.config)
@@ -39,6 +48,7 @@ def main() -> int:
         access_log=False,
         log_config=None,
         server_header=False,
+        **uvicorn_tls(settings),
         proxy_headers=False,
         timeout_graceful_shutdown=15,
     )

@@ -8,12 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from services.core.kafka import KafkaSettings
+from services.core.serving import ServerTls
 
 
-class IngestSettings(BaseSettings):
+class IngestSettings(ServerTls):
     """Settings of one ingest instance."""
 
     model_config = SettingsConfigDict(env_prefix="LINDERO_INGEST_", frozen=True, extra="ignore")
