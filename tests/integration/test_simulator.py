@@ -17,7 +17,7 @@ from services.core.kafka import KafkaSettings
 from services.simulator import cli
 from services.simulator.client import GatewayPoster, PosterSettings, PostStats
 from services.simulator.domain import Simulation, simulate
-from tests.conftest import DEMO_CONFIG, DEMO_KEYS
+from tests.conftest import DEMO_CONFIG, DEMO_KEYS, KafkaFactory
 from tests.integration.conftest import IngestFactory, read_topic
 
 pytestmark = pytest.mark.kafka
@@ -96,13 +96,78 @@ class LossyTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+class BootstrapGate:
+    """A loopback door to the broker's bootstrap address, shut until ``open()``.
+
+    While shut it hangs up on every connection, so an ingest bootstrapping through it cannot
+    reach Kafka and answers 503. Open, it pipes bytes to the real broker; the broker's metadata
+    then sends the client straight to the broker itself.
+    """
+
+    def __init__(self, bootstrap: str) -> None:
+        host, _, port = bootstrap.rpartition(":")
+        self.target = (host, int(port))
+        self.opened = asyncio.Event()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    def open(self) -> None:
+        self.opened.set()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.opened.is_set():
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while chunk := await source.read(65536):
+                    sink.write(chunk)
+                    await sink.drain()
+            except ConnectionError:
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+class GatedLossyTransport(LossyTransport):
+    """A LossyTransport that opens the bootstrap gate once ingest has really answered 503."""
+
+    def __init__(self, gate: BootstrapGate) -> None:
+        super().__init__()
+        self.gate = gate
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if self.real[503] > 0:
+            self.gate.open()
+        return response
+
+
 async def test_posting_before_ingest_is_ready_and_through_lost_answers_loses_nothing(
-    start_ingest: IngestFactory, demo_config: LinderoConfig, demo_keys: dict[str, str], geography: Geography
+    start_ingest: IngestFactory,
+    make_kafka: KafkaFactory,
+    demo_config: LinderoConfig,
+    demo_keys: dict[str, str],
+    geography: Geography,
 ) -> None:
-    """Started before ingest is ready (503s), with answers lost after writes: Kafka has each id once."""
-    ingest = await start_ingest(ready=False, retry_after_s=1)
+    """Begun before ingest can reach Kafka (503s), answers lost after writes: Kafka has each id once."""
+    kafka = make_kafka()
+    gate = BootstrapGate(kafka.bootstrap)
+    gated = kafka.model_copy(update={"bootstrap": await gate.start()})
+    ingest = await start_ingest(kafka=gated, ready=False, retry_after_s=1)
     sim = scenario(demo_config, geography, 60.0)
-    transport = LossyTransport()
+    transport = GatedLossyTransport(gate)
     settings = PosterSettings(
         base_url=ingest.url, speed=0.0, batch_size=50, backoff_initial_s=0.05, keep_ids=True
     )
@@ -110,7 +175,8 @@ async def test_posting_before_ingest_is_ready_and_through_lost_answers_loses_not
     assert transport.real[503] > 0, "ingest was ready before the first batch: no real 503 seen"
     assert stats.duplicates > 0
     assert stats.retries >= transport.real[503]
-    assert_exactly_once(sim, stats, await ids_in_kafka(ingest.settings.kafka))
+    await gate.close()
+    assert_exactly_once(sim, stats, await ids_in_kafka(kafka))
 
 
 async def test_a_tight_rate_limit_only_slows_the_scenario_down(
