@@ -1,7 +1,9 @@
-"""Websocket fan-out: how many frames and messages one alerts process delivers, and how late.
+"""Websocket fan-out: how many frames and messages the alerts service delivers, and how late.
 
     .venv/bin/python bench/fanout.py [--quick] [--clients 100 1000 5000] [--rates 10 20 100]
-        [--tracks-per-s 300] [--seconds 20] [--warmup 6] [--client-processes 2] [--no-write]
+        [--tracks-per-s 200] [--seconds 20] [--warmup 6] [--client-processes 2]
+        [--no-compact] [--no-lifecycle-process] [--old-layout-clients 1000] [--no-write]
+    .venv/bin/python bench/fanout.py --render bench/out/fanout-results.json   # docs from saved numbers
 
 For each number of clients (all operators of centre cc-cucuta, region co-ve-cucuta):
 
@@ -9,25 +11,36 @@ For each number of clients (all operators of centre cc-cucuta, region co-ve-cucu
    bare-server``) broadcasts ~300-byte text frames with ``websockets.broadcast()`` to the same
    clients as fast as they take them (it waits while a socket has more than 64 KiB queued, so
    that what is counted was delivered, not buffered). Frames/s are counted by the clients.
-2. **Alerts service.** A fresh ``python -m services.alerts`` (fresh topic prefix, config
-   ``config/demo.yaml``); the clients connect and say hello with a token, then this process
-   feeds load the way production does: ``Alert`` records on ``alerts`` (key = alert id, a
-   third new alerts, two thirds revisions of recent ones, ``updated_at`` = now) at 10, 20 and
-   100 alerts/s, and ``Track`` records on ``tracks`` (300 tracks, each updated about once a
-   second) at the same time. The lifecycle in the alerts process turns each alert into an
-   ``alert.state`` record in a Kafka transaction; the gateway part reads it back and fans it
-   out. Each rate runs ``--warmup`` seconds, then is measured for ``--seconds``.
+2. **Alerts service**, in the production layout for heavy fan-out (``--lifecycle-process``, the
+   default): a *lifecycle* instance (``python -m services.alerts`` with
+   ``LINDERO_ALERTS_RUN_LIFECYCLE=true``, its own port, no clients) turns each alert into an
+   ``alert.state`` record in a Kafka transaction, and a *gateway* instance
+   (``LINDERO_ALERTS_RUN_LIFECYCLE=false``, ``LINDERO_ALERTS_RUN_WEBHOOKS=false``) that the
+   clients connect to reads the states and tracks back and fans them out. With
+   ``--no-lifecycle-process`` one instance does both (the layout of the first runs). Both get a
+   fresh topic prefix and ``config/demo.yaml``. The clients connect and say hello with a token
+   and, with ``--compact`` (the default), ``"subscribe": {"compact_tracks": true}``: a track's
+   movement then arrives as a small ``track_moved`` message, the whole ``track`` only when
+   something else changed or every 10 s. This process then feeds load the way production does:
+   ``Alert`` records on ``alerts`` (key = alert id, a third new alerts, two thirds revisions of
+   recent ones, ``updated_at`` = now) at 10, 20 and 100 alerts/s, and ``Track`` records on
+   ``tracks`` (300 tracks, ``--tracks-per-s`` updates in all) at the same time. Each rate runs
+   ``--warmup`` seconds, then is measured for ``--seconds``.
+3. **Old layout, for comparison** (``--old-layout-clients``): the same rates again at those
+   numbers of clients with one instance and whole tracks, against the same bare ceiling.
 
 The clients are Node.js processes (``bench/node/clients.mjs``, the ``ws`` package, installed by
 ``npm ci``): every client counts frames, bytes and messages (from the frames' ``seq``); about
 40 of them (spread over the processes) parse every frame and record, per message, the latency
 = receive wall time - the alert revision's ``updated_at`` (alerts: the end-to-end path through
-Kafka and the lifecycle) or - the track's ``time`` (tracks). For alerts, the latency from the
-lifecycle's decision (the state's ``updated_at``) is reported too: the fan-out's own share.
+Kafka and the lifecycle) or - ``data.time`` (``track`` and ``track_moved``). For alerts, the
+latency from the lifecycle's decision (the state's ``updated_at``) is reported too: the
+fan-out's own share. They also size the first messages of each type.
 
-Everything runs on this machine: broker, alerts process, load generator (this process) and the
-clients share its cores, so the CPU columns say who used what. The results replace the
-"fanout" section of docs/benchmarks.md.
+Everything runs on this machine: broker, both alerts processes, load generator (this process)
+and the clients share its cores, so the CPU columns say who used what (the gateway and the
+lifecycle process separately). The results replace the "fanout" section of docs/benchmarks.md
+and are saved to bench/out/fanout-results.json (``--render`` rewrites the section from them).
 """
 
 from __future__ import annotations
@@ -42,10 +55,11 @@ import resource
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +90,7 @@ TRACK_POOL = 300
 TRACKS_PER_S = 200.0
 GOAL_RATIO = 0.6
 GOAL_P99_MS = {(1000, 20): 100.0, (5000, 10): 250.0}
+RESULTS_JSON = OUT / "fanout-results.json"
 
 
 # -- load -----------------------------------------------------------------------------------------
@@ -207,13 +222,21 @@ class Fleet:
     """Websocket clients in a few Node.js processes, driven over their stdin and stdout."""
 
     def __init__(
-        self, url: str, count: int, tokens: list[str], processes: int, *, deflate: bool = False
+        self,
+        url: str,
+        count: int,
+        tokens: list[str],
+        processes: int,
+        *,
+        deflate: bool = False,
+        subscribe: dict[str, Any] | None = None,
     ) -> None:
         self.url = url
         self.count = count
         self.tokens = tokens
         self.processes = max(1, min(processes, count))
         self.deflate = deflate
+        self.subscribe = subscribe
         self.procs: list[asyncio.subprocess.Process] = []
         self.logs: list[Any] = []
 
@@ -231,6 +254,7 @@ class Fleet:
                 "sampleEvery": sample_every,
                 "concurrency": 64,
                 "deflate": self.deflate,
+                "subscribe": self.subscribe,
             }
             first += count
             log = (OUT / f"fanout-clients-{i}.log").open("ab")
@@ -286,7 +310,7 @@ class Fleet:
             merged["messages"] = merged["sampledMessages"] * merged["open"] / merged["sampledClients"]
         for key in ("alertMs", "alertFromStateMs", "trackMs", "bareMs"):
             merged[key] = _merge_histograms(reports, key)
-        for key in ("closed", "types"):
+        for key in ("closed", "types", "typeBytes", "typeSized"):
             merged[key] = {}
             for report in reports:
                 for name, count in report[key].items():
@@ -346,34 +370,29 @@ def machine_busy() -> tuple[float, float]:
 
 
 class Window:
-    """CPU (as a fraction of one core) and wall time of a measurement window: the server, the
-    client processes, this process (the load generator), the broker, and everything else."""
+    """CPU (as a fraction of one core) and wall time of a measurement window, per group of
+    processes (e.g. the gateway, the lifecycle process, the clients, the broker), for this
+    process (the load generator, ``feed``) and for everything else on the machine (``others``)."""
 
-    def __init__(self, server: int, clients: Sequence[int], broker: int | None) -> None:
-        self.pids = [server, *clients] + ([broker] if broker else [])
+    def __init__(self, groups: Mapping[str, Sequence[int]]) -> None:
+        self.groups = {name: list(pids) for name, pids in groups.items()}
         self.started = time.monotonic()
-        self.cpu = [cpu_seconds(pid) for pid in self.pids]
+        self.cpu = {pid: cpu_seconds(pid) for pids in self.groups.values() for pid in pids}
         self.own = own_cpu_seconds()
         self.machine = machine_busy()
-        self.clients = len(clients)
 
     def close(self) -> dict[str, float]:
         seconds = time.monotonic() - self.started
-        used = [
-            (cpu_seconds(pid) - before) / seconds for pid, before in zip(self.pids, self.cpu, strict=True)
-        ]
+        found = {
+            name: sum(cpu_seconds(pid) - self.cpu[pid] for pid in pids) / seconds
+            for name, pids in self.groups.items()
+        }
+        found["feed"] = (own_cpu_seconds() - self.own) / seconds
         busy, total = machine_busy()
         machine = (busy - self.machine[0]) / max(1, total - self.machine[1]) * (os.cpu_count() or 1)
-        found = {
-            "seconds": seconds,
-            "server": used[0],
-            "clients": sum(used[1 : 1 + self.clients]),
-            "feed": (own_cpu_seconds() - self.own) / seconds,
-            "broker": sum(used[1 + self.clients :]),
-            "machine": machine,
-        }
-        mine = found["server"] + found["clients"] + found["feed"] + found["broker"]
-        found["others"] = max(0.0, machine - mine)
+        found["others"] = max(0.0, machine - sum(found.values()))
+        found["machine"] = machine
+        found["seconds"] = seconds
         return found
 
 
@@ -391,8 +410,10 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, what: str, timeout_s: fl
 
 
 def start_alerts(
-    bootstrap: str, prefix: str, extra_env: dict[str, str], root: Path = ROOT
+    bootstrap: str, prefix: str, extra_env: dict[str, str], root: Path = ROOT, name: str = "alerts"
 ) -> tuple[subprocess.Popen[bytes], int]:
+    """A ``python -m services.alerts`` process on a free port, once ready; its log is
+    bench/out/fanout-<name>.log."""
     port = free_port()
     env = {
         **os.environ,
@@ -405,11 +426,15 @@ def start_alerts(
         "LINDERO_ALERTS_LOG_LEVEL": "WARNING",
         **extra_env,
     }
-    log = (OUT / "fanout-alerts.log").open("ab")
+    log = (OUT / f"fanout-{name}.log").open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.alerts"], env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT
     )
-    wait_ready(proc, f"http://127.0.0.1:{port}/readyz", "the alerts service")
+    try:
+        wait_ready(proc, f"http://127.0.0.1:{port}/readyz", f"the alerts service ({name})")
+    except BaseException:
+        stop(proc)
+        raise
     return proc, port
 
 
@@ -434,6 +459,24 @@ def start_bare(clients: int, frame_bytes: int = BARE_FRAME_BYTES) -> tuple[subpr
     )
     wait_ready(proc, f"http://127.0.0.1:{port}/", "the bare websockets server", 30)
     return proc, port
+
+
+def kafka_troubles(prefix: str, names: Sequence[str]) -> dict[str, int]:
+    """What the alerts processes of one measurement (topic prefix ``prefix``) logged about Kafka:
+    retriable produce errors (each costs aiokafka's retry backoff, 100 ms by default) and
+    expired consumer-group sessions (the lifecycle stops until it has rejoined)."""
+    found = {"produce_retries": 0, "sessions_expired": 0}
+    for name in names:
+        path = OUT / f"fanout-{name}.log"
+        with contextlib.suppress(OSError), path.open(encoding="utf-8", errors="replace") as lines:
+            expired = False  # the line before said the session expired (it names no group)
+            for line in lines:
+                if prefix in line and "Got error produce response" in line:
+                    found["produce_retries"] += 1
+                elif expired and prefix in line and "lindero-alerts-lifecycle" in line:
+                    found["sessions_expired"] += 1
+                expired = "Heartbeat session expired" in line
+    return found
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -486,6 +529,25 @@ async def bare_server(port: int, expect: int, frame_bytes: int) -> None:
 # -- measuring ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How the alerts service runs and what the clients ask for."""
+
+    compact: bool = True
+    """Clients subscribe with ``compact_tracks``."""
+    lifecycle_process: bool = True
+    """The lifecycle runs in its own alerts process; the clients' instance only fans out."""
+
+    @property
+    def name(self) -> str:
+        processes = "gateway + lifecycle process" if self.lifecycle_process else "one process"
+        tracks = "compact tracks" if self.compact else "whole tracks"
+        return f"{processes}, {tracks}"
+
+    def subscribe(self) -> dict[str, Any] | None:
+        return {"compact_tracks": True} if self.compact else None
+
+
 @dataclass
 class Bare:
     clients: int
@@ -517,6 +579,13 @@ class Row:
     open: int
     alert_samples: int
     seq_gaps: int
+    layout: Layout = field(default_factory=Layout)
+    types: dict[str, int] = field(default_factory=dict)
+    """Messages by type at the parsing clients."""
+    type_bytes: dict[str, float] = field(default_factory=dict)
+    """Mean size of a message of each type (the first ones of the window), bytes."""
+    kafka: dict[str, int] = field(default_factory=dict)
+    """:func:`kafka_troubles` of the alerts processes over the whole measurement (every rate)."""
     ceiling: float = float("nan")
 
     @property
@@ -527,12 +596,28 @@ class Row:
     def offered_per_s(self) -> float:
         return self.clients * (self.alerts_per_s + self.tracks_per_s)
 
+    @property
+    def bytes_per_message(self) -> float:
+        return self.mb_per_s * 1e6 / self.messages_per_s if self.messages_per_s else float("nan")
+
 
 def _cpu(cpu: dict[str, float]) -> str:
+    lifecycle = f"lifecycle {cpu['lifecycle']:.0%} " if "lifecycle" in cpu else ""
     return (
-        f"CPU server {cpu['server']:.0%} clients {cpu['clients']:.0%} load generator {cpu['feed']:.0%} "
-        f"broker {cpu['broker']:.0%} others {cpu['others']:.0%} (machine {cpu['machine']:.0%})"
+        f"CPU server {cpu['server']:.0%} {lifecycle}clients {cpu['clients']:.0%} load generator "
+        f"{cpu['feed']:.0%} broker {cpu['broker']:.0%} others {cpu['others']:.0%} "
+        f"(machine {cpu['machine']:.0%})"
     )
+
+
+def _groups(
+    server: int, clients: Fleet, broker_pid: int | None, lifecycle: int | None = None
+) -> dict[str, list[int]]:
+    groups = {"server": [server], "clients": [p.pid for p in clients.procs]}
+    if lifecycle is not None:
+        groups["lifecycle"] = [lifecycle]
+    groups["broker"] = [broker_pid] if broker_pid else []
+    return groups
 
 
 async def measure_bare(clients: int, bootstrap: str, args: argparse.Namespace) -> Bare:
@@ -542,7 +627,7 @@ async def measure_bare(clients: int, bootstrap: str, args: argparse.Namespace) -
         connected = await fleet.start()
         await asyncio.sleep(3.0)
         await fleet.mark()
-        window = Window(proc.pid, [p.pid for p in fleet.procs], listening_pid(_port(bootstrap)))
+        window = Window(_groups(proc.pid, fleet, listening_pid(_port(bootstrap))))
         await asyncio.sleep(args.bare_seconds)
         report = await fleet.report()
         cpu = window.close()
@@ -581,19 +666,49 @@ def plan(clients: int, args: argparse.Namespace) -> list[tuple[float, float]]:
     return steps
 
 
-async def measure_alerts(clients: int, bootstrap: str, args: argparse.Namespace) -> list[Row]:
+def start_service(
+    bootstrap: str, prefix: str, args: argparse.Namespace, layout: Layout
+) -> tuple[subprocess.Popen[bytes], int, subprocess.Popen[bytes] | None]:
+    """The alerts process the clients use (and its port) and, in the split layout, the
+    lifecycle process (started first, so that it creates the topics and joins its group)."""
+    extra = dict(item.split("=", 1) for item in args.server_env)
+    if not layout.lifecycle_process:
+        proc, port = start_alerts(bootstrap, prefix, extra, args.server_root, "alerts")
+        return proc, port, None
+    lifecycle, _ = start_alerts(
+        bootstrap, prefix, {**extra, "LINDERO_ALERTS_RUN_LIFECYCLE": "true"}, args.server_root, "lifecycle"
+    )
+    gateway_env = {
+        **extra,
+        "LINDERO_ALERTS_RUN_LIFECYCLE": "false",
+        "LINDERO_ALERTS_RUN_WEBHOOKS": "false",
+    }
+    try:
+        proc, port = start_alerts(bootstrap, prefix, gateway_env, args.server_root, "gateway")
+    except BaseException:
+        stop(lifecycle)
+        raise
+    return proc, port, lifecycle
+
+
+async def measure_alerts(clients: int, bootstrap: str, args: argparse.Namespace, layout: Layout) -> list[Row]:
     kafka = KafkaSettings(bootstrap=bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:8]}.")
     auth = TokenSettings(secret=SecretStr(SECRET))
     tokens = [
         issue(auth, subject=f"op-bench-{i}", role="operator", centre=CENTRE, country="CO")
         for i in range(min(clients, 200))
     ]
-    extra = dict(item.split("=", 1) for item in args.server_env)
-    proc, port = start_alerts(bootstrap, kafka.topic_prefix, extra, args.server_root)
+    proc, port, lifecycle = start_service(bootstrap, kafka.topic_prefix, args, layout)
     rows = []
     broker_pid = listening_pid(_port(bootstrap))
     try:
-        fleet = Fleet(f"ws://127.0.0.1:{port}/v1/stream", clients, tokens, args.client_processes)
+        fleet = Fleet(
+            f"ws://127.0.0.1:{port}/v1/stream",
+            clients,
+            tokens,
+            args.client_processes,
+            subscribe=layout.subscribe(),
+        )
         try:
             connected = await fleet.start()
             print(f"   {connected['open']:,} clients connected ({connected['failed']} failed)")
@@ -602,7 +717,9 @@ async def measure_alerts(clients: int, bootstrap: str, args: argparse.Namespace)
                     feeding = asyncio.create_task(feed.run(rate, tracks, args.warmup + args.seconds))
                     await asyncio.sleep(args.warmup)
                     await fleet.mark()
-                    window = Window(proc.pid, [p.pid for p in fleet.procs], broker_pid)
+                    window = Window(
+                        _groups(proc.pid, fleet, broker_pid, lifecycle.pid if lifecycle else None)
+                    )
                     sent = (feed.alerts_sent, feed.tracks_sent)
                     await asyncio.sleep(args.seconds)
                     report = await fleet.report()
@@ -628,22 +745,37 @@ async def measure_alerts(clients: int, bootstrap: str, args: argparse.Namespace)
                         open=report["open"],
                         alert_samples=sum(report["alertMs"].values()),
                         seq_gaps=report["seqGaps"],
+                        layout=layout,
+                        types=dict(report["types"]),
+                        type_bytes={
+                            name: report["typeBytes"][name] / count
+                            for name, count in report["typeSized"].items()
+                            if count
+                        },
                     )
                     rows.append(row)
                     print(
                         f"   {rate:g} alerts/s, {tracks:g} tracks/s: {row.frames_per_s:,.0f} frames/s, "
-                        f"{row.messages_per_s:,.0f} messages/s ({row.mb_per_s:,.1f} MB/s); alert p50 "
+                        f"{row.messages_per_s:,.0f} messages/s ({row.mb_per_s:,.1f} MB/s, "
+                        f"{row.bytes_per_message:,.0f} B/message); alert p50 "
                         f"{row.alert_p50_ms:.0f} / p99 {row.alert_p99_ms:.0f} ms (fan-out share p50 "
                         f"{row.state_p50_ms:.0f} / p99 {row.state_p99_ms:.0f}), track p50 "
                         f"{row.track_p50_ms:.0f} / p99 {row.track_p99_ms:.0f} ms; {_cpu(cpu)}; "
                         f"dropped {row.dropped}, {row.open} open, {row.alert_samples} alert samples, "
                         f"{row.seq_gaps} seq gaps, sent {row.alerts_per_s:.1f} alerts/s "
-                        f"{row.tracks_per_s:.0f} tracks/s"
+                        f"{row.tracks_per_s:.0f} tracks/s; types {row.types}"
                     )
         finally:
             await fleet.close()
     finally:
         stop(proc)
+        if lifecycle is not None:
+            stop(lifecycle)
+    names = ["lifecycle", "gateway"] if layout.lifecycle_process else ["alerts"]
+    troubles = kafka_troubles(kafka.topic_prefix, names)
+    print(f"   Kafka, in the alerts processes' logs: {troubles}")
+    for row in rows:
+        row.kafka = troubles
     return rows
 
 
@@ -658,79 +790,192 @@ def _pct(value: float) -> str:
     return f"{value:.0%}"
 
 
-def table(rows: list[Row], bares: dict[int, Bare]) -> str:
-    bare_head = (
+def _bare_table(bares: dict[int, Bare]) -> str:
+    head = (
         "| clients | frames/s | MB/s | p50 / p99 ms | server CPU | clients CPU | others' CPU |\n"
         "|---:|---:|---:|---:|---:|---:|---:|\n"
     )
-    bare_lines = [
+    lines = [
         f"| {b.clients:,} | {b.frames_per_s:,.0f} | {b.mb_per_s:,.1f} | {_ms(b.p50_ms)} / {_ms(b.p99_ms)} "
         f"| {_pct(b.cpu['server'])} | {_pct(b.cpu['clients'])} | {_pct(b.cpu['others'])} |"
         for b in bares.values()
     ]
+    return head + "\n".join(lines)
+
+
+def _rows_table(rows: list[Row]) -> str:
     head = (
-        "| clients | alerts/s | tracks/s | frames/s | messages/s | MB/s | alert p50 / p99 ms "
-        "| fan-out share p50 / p99 ms | track p50 / p99 ms | server CPU | clients CPU | broker CPU "
-        "| others' CPU | dropped | messages/s ÷ bare frames/s |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| clients | alerts/s | tracks/s | frames/s | messages/s | MB/s | bytes/message "
+        "| alert p50 / p99 ms | fan-out share p50 / p99 ms | track p50 / p99 ms | gateway CPU "
+        "| lifecycle CPU | clients CPU | broker CPU | others' CPU | dropped | messages/s ÷ bare frames/s |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     lines = [
         f"| {r.clients:,} | {r.alerts_per_s:.0f} | {r.tracks_per_s:.0f} | {r.frames_per_s:,.0f} "
-        f"| {r.messages_per_s:,.0f} | {r.mb_per_s:,.1f} | {_ms(r.alert_p50_ms)} / {_ms(r.alert_p99_ms)} "
+        f"| {r.messages_per_s:,.0f} | {r.mb_per_s:,.1f} | {_ms(r.bytes_per_message)} "
+        f"| {_ms(r.alert_p50_ms)} / {_ms(r.alert_p99_ms)} "
         f"| {_ms(r.state_p50_ms)} / {_ms(r.state_p99_ms)} | {_ms(r.track_p50_ms)} / {_ms(r.track_p99_ms)} "
-        f"| {_pct(r.cpu['server'])} | {_pct(r.cpu['clients'])} | {_pct(r.cpu['broker'])} "
+        f"| {_pct(r.cpu['server'])} | {_pct(r.cpu['lifecycle']) if 'lifecycle' in r.cpu else 'in gateway'} "
+        f"| {_pct(r.cpu['clients'])} | {_pct(r.cpu['broker'])} "
         f"| {_pct(r.cpu['others'])} | {r.dropped} | {r.ratio:.2f} |"
         for r in rows
     ]
+    return head + "\n".join(lines)
+
+
+def layouts(rows: list[Row]) -> dict[Layout, list[Row]]:
+    """The rows of each layout, in the order they were measured."""
+    found: dict[Layout, list[Row]] = {}
+    for row in rows:
+        found.setdefault(row.layout, []).append(row)
+    return found
+
+
+def sizes(rows: list[Row]) -> str:
+    """Mean size of each message type over the rows with tracks, and the share of track_moved."""
+    loaded = [r for r in rows if r.tracks_per_s > 0]
+    means = []
+    for name in ("track_moved", "track", "alert", "alert_update"):
+        values = [r.type_bytes[name] for r in loaded if name in r.type_bytes]
+        if values:
+            means.append(f"`{name}` {sum(values) / len(values):,.0f} B")
+    moved = sum(r.types.get("track_moved", 0) for r in loaded)
+    whole = sum(r.types.get("track", 0) for r in loaded)
+    share = f"; {moved / (moved + whole):.0%} of track messages were `track_moved`" if moved else ""
+    return f"Mean message size: {', '.join(means)}{share}." if means else ""
+
+
+def table(rows: list[Row], bares: dict[int, Bare]) -> str:
     parts = []
     if bares:
         parts.append(
             "**Bare ceiling**: `websockets.broadcast()` of 300-byte frames from one Python process\n\n"
-            + bare_head
-            + "\n".join(bare_lines)
+            + _bare_table(bares)
         )
-    parts.append("**Alerts service**: one `python -m services.alerts` process\n\n" + head + "\n".join(lines))
+    for number, (layout, of_layout) in enumerate(layouts(rows).items()):
+        title = "Alerts service" if number == 0 else "For comparison, the old layout"
+        parts.append(f"**{title}**: {layout.name}\n\n" + _rows_table(of_layout) + "\n\n" + sizes(of_layout))
     return "\n\n".join(parts)
 
 
+def _find(rows: list[Row], clients: int, rate: float, with_tracks: bool) -> Row | None:
+    return next(
+        (
+            r
+            for r in rows
+            if r.clients == clients and r.target_alerts_per_s == rate and (r.tracks_per_s > 0) == with_tracks
+        ),
+        None,
+    )
+
+
 def goals(rows: list[Row]) -> list[str]:
+    """The goal verdicts for the first layout measured, then the old layout's for comparison."""
+    groups = list(layouts(rows).items())
+    if not groups:
+        return []
+    main_layout, main = groups[0]
     found = []
-    loaded = [r for r in rows if r.tracks_per_s > 0 and r.ratio == r.ratio]
+    loaded = [r for r in main if r.tracks_per_s > 0 and r.ratio == r.ratio]
     if loaded:
         best = max(loaded, key=lambda r: r.ratio)
         verdict = "Met" if best.ratio >= GOAL_RATIO else "Not met"
         found.append(
-            f"- {verdict}: one alerts process delivers at least {GOAL_RATIO:.0%} of the bare-broadcast "
+            f"- {verdict}: the gateway process delivers at least {GOAL_RATIO:.0%} of the bare-broadcast "
             f"ceiling (messages/s delivered ÷ frames/s of the bare broadcast to as many clients, same "
             f"run): best {best.ratio:.0%} ({best.clients:,} clients, {best.target_alerts_per_s:g} alerts/s "
             f"with tracks). In frames/s (each alerts frame carries many messages) the best is "
             f"{max(r.frames_per_s / r.ceiling for r in loaded):.0%}."
         )
-    for (clients, rate), limit in GOAL_P99_MS.items():
-        for with_tracks in (True, False):
-            row = next(
-                (
-                    r
-                    for r in rows
-                    if r.clients == clients
-                    and r.target_alerts_per_s == rate
-                    and (r.tracks_per_s > 0) == with_tracks
-                ),
-                None,
-            )
-            what = "with tracks flowing" if with_tracks else "alerts only (no tracks), for comparison"
-            if row is None:
-                if with_tracks:
-                    found.append(f"- Not measured: {clients:,} clients at {rate} alerts/s.")
-                continue
-            met = row.alert_p99_ms < limit and row.dropped == 0
-            found.append(
-                f"- {'Met' if met else 'Not met'}: {clients:,} clients at {rate} alerts/s, {what}: alert p99 "
-                f"{_ms(row.alert_p99_ms)} ms end to end against a goal of {limit:.0f} ms (the fan-out's "
-                f"share, from the lifecycle's decision: p99 {_ms(row.state_p99_ms)} ms); "
-                f"{row.dropped} clients dropped."
-            )
+    for layout, of_layout in groups:
+        for (clients, rate), limit in GOAL_P99_MS.items():
+            for with_tracks in (True, False):
+                row = _find(of_layout, clients, rate, with_tracks)
+                what = "with tracks flowing" if with_tracks else "alerts only (no tracks), for comparison"
+                if layout != main_layout:
+                    what += f"; old layout ({layout.name}), for comparison"
+                if row is None:
+                    if with_tracks and layout == main_layout:
+                        found.append(f"- Not measured: {clients:,} clients at {rate} alerts/s.")
+                    continue
+                met = row.alert_p99_ms < limit and row.dropped == 0
+                found.append(
+                    f"- {'Met' if met else 'Not met'}: {clients:,} clients at {rate} alerts/s, {what}: alert "
+                    f"p99 {_ms(row.alert_p99_ms)} ms end to end against a goal of {limit:.0f} ms (the "
+                    f"fan-out's share, from the lifecycle's decision: p99 {_ms(row.state_p99_ms)} ms); "
+                    f"{row.dropped} clients dropped."
+                )
     return found
+
+
+PREVIOUS_REVISION = "20b58ba"
+PREVIOUS: dict[tuple[int, int, bool], dict[str, float | None]] = {
+    (1000, 20, False): {"mb": 28.4, "alert_p99": 1079, "share_p99": 230, "track_p99": None, "cpu": 0.88},
+    (1000, 20, True): {"mb": 181.0, "alert_p99": 7838, "share_p99": 1470, "track_p99": 661, "cpu": 0.81},
+    (5000, 10, False): {"mb": 37.1, "alert_p99": 13904, "share_p99": 1891, "track_p99": None, "cpu": 0.57},
+    (5000, 10, True): {"mb": 157.8, "alert_p99": None, "share_p99": None, "track_p99": 23579, "cpu": 0.43},
+}
+"""The goal rows of the previous full run (one process, whole tracks, lifecycle committing one
+partition after another), as docs/benchmarks.md gave them at that revision."""
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    return "–" if value is None or value != value else f"{value:,.{digits}f}"
+
+
+def changes(rows: list[Row]) -> str:
+    """The goal rows of this run beside those of the previous full run."""
+    groups = list(layouts(rows).values())
+    if not groups:
+        return ""
+    lines = []
+    for (clients, rate, with_tracks), before in PREVIOUS.items():
+        row = _find(groups[0], clients, rate, with_tracks)
+        if row is None:
+            continue
+        what = f"{clients:,} clients, {rate} alerts/s" + (", tracks" if with_tracks else ", alerts only")
+        lifecycle = row.cpu.get("lifecycle")
+        cpu_now = _pct(row.cpu["server"]) + (f" + {_pct(lifecycle)}" if lifecycle is not None else "")
+        lines.append(
+            f"| {what} | {_num(before['mb'], 1)} → {row.mb_per_s:,.1f} "
+            f"| {_num(before['alert_p99'])} → {_ms(row.alert_p99_ms)} "
+            f"| {_num(before['share_p99'])} → {_ms(row.state_p99_ms)} "
+            f"| {_num(before['track_p99'])} → {_ms(row.track_p99_ms)} "
+            f"| {_pct(before['cpu'] or 0)} → {cpu_now} |"
+        )
+    if not lines:
+        return ""
+    return (
+        "| row | MB/s | alert p99 ms | fan-out share p99 ms | track p99 ms | server CPU "
+        "(this run: gateway + lifecycle) |\n|---|---:|---:|---:|---:|---:|\n" + "\n".join(lines)
+    )
+
+
+# -- saved results --------------------------------------------------------------------------------
+
+
+def _nan(value: Any) -> Any:
+    return float("nan") if value is None else value
+
+
+def save(path: Path, rows: list[Row], bares: dict[int, Bare], meta: dict[str, Any]) -> None:
+    data = {"meta": meta, "bares": [asdict(b) for b in bares.values()], "rows": [asdict(r) for r in rows]}
+    path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+
+
+def load(path: Path) -> tuple[list[Row], dict[int, Bare], dict[str, Any]]:
+    """Rows, bare ceilings and run details saved by :func:`save` (NaN was saved as null)."""
+    data = orjson.loads(path.read_bytes())
+    bares = {}
+    for item in data["bares"]:
+        bare = Bare(**{k: _nan(v) for k, v in item.items()})
+        bares[bare.clients] = bare
+    rows = []
+    for item in data["rows"]:
+        values = {k: _nan(v) for k, v in item.items()}
+        values["layout"] = Layout(**item["layout"])
+        rows.append(Row(**values))
+    return rows, bares, data["meta"]
 
 
 # -- main -----------------------------------------------------------------------------------------
@@ -754,15 +999,27 @@ def install_clients() -> None:
 async def run(args: argparse.Namespace, bootstrap: str) -> tuple[list[Row], dict[int, Bare]]:
     rows: list[Row] = []
     bares: dict[int, Bare] = {}
+    layout = Layout(compact=args.compact, lifecycle_process=args.lifecycle_process)
+    old = Layout(compact=False, lifecycle_process=False)
     for clients in args.clients:
         bare = None
         if not args.skip_bare:
             print(f"-- {clients:,} clients: bare websockets.broadcast() ceiling")
             bare = bares[clients] = await measure_bare(clients, bootstrap, args)
-        print(f"-- {clients:,} clients: alerts service")
-        for row in await measure_alerts(clients, bootstrap, args):
+        print(f"-- {clients:,} clients: alerts service ({layout.name})")
+        for row in await measure_alerts(clients, bootstrap, args, layout):
             row.ceiling = bare.frames_per_s if bare is not None else float("nan")
             rows.append(row)
+    if layout != old:
+        for clients in args.old_layout_clients:
+            bare = bares.get(clients)
+            if bare is None and not args.skip_bare:
+                print(f"-- {clients:,} clients: bare websockets.broadcast() ceiling")
+                bare = bares[clients] = await measure_bare(clients, bootstrap, args)
+            print(f"-- {clients:,} clients: alerts service ({old.name}), for comparison")
+            for row in await measure_alerts(clients, bootstrap, args, old):
+                row.ceiling = bare.frames_per_s if bare is not None else float("nan")
+                rows.append(row)
     return rows, bares
 
 
@@ -789,11 +1046,33 @@ def main() -> int:
     parser.add_argument("--client-processes", type=int, default=2, help="Node.js client processes")
     parser.add_argument("--no-alerts-only", action="store_true", help="skip the alerts-only (no tracks) run")
     parser.add_argument(
+        "--compact",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="clients subscribe with compact_tracks (track_moved messages); --no-compact: whole tracks",
+    )
+    parser.add_argument(
+        "--lifecycle-process",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the lifecycle in a second alerts process, the clients' instance only fans out; "
+        "--no-lifecycle-process: one process does both",
+    )
+    parser.add_argument(
+        "--old-layout-clients",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="CLIENTS",
+        help="after the matrix, measure these numbers of clients again with one process and whole "
+        "tracks, for comparison",
+    )
+    parser.add_argument(
         "--server-env",
         nargs="*",
         default=[],
         metavar="NAME=VALUE",
-        help="extra settings for the alerts process",
+        help="extra settings for the alerts processes",
     )
     parser.add_argument(
         "--server-root",
@@ -803,12 +1082,28 @@ def main() -> int:
     )
     parser.add_argument("--skip-bare", action="store_true", help="do not measure the bare ceiling")
     parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
+    parser.add_argument(
+        "--note", help="a remark about this run, printed below the analysis (kept in the results)"
+    )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="measure nothing: rewrite the docs section from results saved by an earlier run",
+    )
     args = parser.parse_args()
     raise_file_limit()
     if args.command == "bare-server":
         import uvloop
 
         uvloop.run(bare_server(args.port, args.expect, args.frame_bytes))
+        return 0
+    if args.render is not None:
+        rows, bares, meta = load(args.render)
+        if args.note is not None:
+            meta["note"] = args.note
+            save(args.render, rows, bares, meta)
+        report(rows, bares, meta, write=not args.no_write)
         return 0
     if args.quick:
         args.clients, args.rates, args.seconds, args.warmup, args.bare_seconds = (
@@ -822,45 +1117,126 @@ def main() -> int:
     install_clients()
     bootstrap, cluster = broker()
     started = time.monotonic()
+    meta = {
+        "command": command_line(sys.argv[1:]),
+        "revision": git_revision(),
+        "started": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "client_processes": args.client_processes,
+        "tracks_per_s": args.tracks_per_s,
+        "seconds": args.seconds,
+        "warmup": args.warmup,
+        "note": args.note,
+    }
     try:
         rows, bares = asyncio.run(run(args, bootstrap))
     finally:
         if cluster is not None:
             cluster.stop()
-    print(table(rows, bares))
-    found = goals(rows)
-    print("\n".join(found))
+    meta["minutes"] = round((time.monotonic() - started) / 60, 1)
+    save(RESULTS_JSON, rows, bares, meta)
+    print(f"saved {RESULTS_JSON.relative_to(ROOT)}")
+    report(rows, bares, meta, write=not args.no_write)
     print(f"({time.monotonic() - started:.0f} s)")
-    if not args.no_write:
-        write_section("fanout", markdown(rows, bares, found, args))
-        print("updated docs/benchmarks.md")
     return 0
 
 
-def markdown(rows: list[Row], bares: dict[int, Bare], found: list[str], args: argparse.Namespace) -> str:
-    command = "python bench/fanout.py" + (" --quick" if args.quick else "")
+def command_line(argv: Sequence[str]) -> str:
+    """The command that measured the run, without the options that only change the report."""
+    shown, skip = ["python bench/fanout.py"], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--note":
+            skip = True
+        elif item != "--no-write" and not item.startswith("--note="):
+            shown.append(item)
+    return " ".join(shown)
+
+
+def report(rows: list[Row], bares: dict[int, Bare], meta: dict[str, Any], *, write: bool) -> None:
+    print(table(rows, bares))
+    found = goals(rows)
+    print("\n".join(found))
+    if write:
+        write_section("fanout", markdown(rows, bares, found, meta))
+        print("updated docs/benchmarks.md")
+
+
+def markdown(rows: list[Row], bares: dict[int, Bare], found: list[str], meta: dict[str, Any]) -> str:
+    main_layout = next(iter(layouts(rows)), Layout())
+    if main_layout.lifecycle_process:
+        layout = (
+            "**Layout.** The clients connect to a *gateway*: a `python -m services.alerts` with "
+            "`LINDERO_ALERTS_RUN_LIFECYCLE=false` and `LINDERO_ALERTS_RUN_WEBHOOKS=false`, which only "
+            "reads `alert.state`, `tracks` and dispatches from Kafka and fans them out. A second instance "
+            "with `LINDERO_ALERTS_RUN_LIFECYCLE=true` (its own port, no clients) runs the lifecycle: it "
+            "turns each alert into an `alert.state` record in a Kafka transaction (every 0.1 s, the "
+            "due partitions' transactions side by side). This is the production layout for heavy "
+            "fan-out: the lifecycle no longer waits for a loop busy with websockets."
+        )
+    else:
+        layout = (
+            "**Layout.** One `python -m services.alerts` runs the lifecycle (each alert becomes an "
+            "`alert.state` record in a Kafka transaction) and fans the states and tracks out to the "
+            "clients, on one event loop."
+        )
+    if main_layout.compact:
+        layout += (
+            ' The clients subscribe with `"compact_tracks": true`: a track\'s movement arrives as a '
+            "small `track_moved` message (track id, time, rounded position, velocity, uncertainty and "
+            "class probabilities), the whole `track` only when anything else changed or every 10 s."
+        )
+    else:
+        layout += " The clients get every track update as a whole `track` message."
+    layout = _wrap(layout)
+    compared = changes(rows)
+    previous = (
+        _wrap(
+            f"**What changed since the previous full run** (revision {PREVIOUS_REVISION}: one process, "
+            "whole tracks, the lifecycle committing its partitions' transactions one after another; "
+            "the machine's other load differs between runs, so the old layout measured again in this run, "
+            "below the main table, is the fairer comparison):"
+        )
+        + "\n\n"
+        + compared
+        if compared
+        else ""
+    )
+    command = command_line(meta["command"].split()[2:])
+    intro = _wrap(
+        f"`{command}`, revision {meta['revision']}, started {meta['started']}, "
+        f"{meta.get('minutes', '?')} minutes. Websocket clients (Node.js, the `ws` package, in "
+        f"{meta['client_processes']} processes) are all operators of centre {CENTRE} and see everything "
+        f"of region {REGION}. This process feeds Kafka the way the correlator does: `Alert` records "
+        "on `alerts` (a third new alerts, the rest revisions of recent ones, `updated_at` = the time "
+        f"of sending) and `Track` records on `tracks` (300 tracks, {meta['tracks_per_s']:g} updates/s "
+        f"in all). Each rate is measured for {meta['seconds']:g} s after {meta['warmup']:g} s of load, "
+        "one after the other on the same connections; for each number of clients the first row is "
+        "the goal's alert rate alone (no tracks), for comparison. Everything (broker, alerts "
+        "processes, clients, this load generator) shares one machine of 2 cores that other people's "
+        "work also uses: expect noise of tens of percent between runs, more where others' CPU is high."
+    )
     return f"""## Websocket fan-out (`bench/fanout.py`)
 
-`{command}`, revision {git_revision()}. Websocket clients (Node.js, the `ws` package, in
-{args.client_processes} processes) are all operators of centre {CENTRE} and see everything of region
-{REGION}. This process feeds Kafka the way the correlator does: `Alert` records on `alerts`
-(a third new alerts, the rest revisions of recent ones, `updated_at` = the time of sending) and
-`Track` records on `tracks` (300 tracks, {args.tracks_per_s:g} updates/s in all); the alerts
-service's lifecycle turns each alert into an `alert.state` record in a Kafka transaction and its
-gateway fans that out. Each rate is measured for {args.seconds:g} s after {args.warmup:g} s of
-load, one after the other on the same connections; for each number of clients the first row is the
-goal's alert rate alone (no tracks), for comparison.
+{intro}
+
+{layout}
+
+{previous}
 
 - **frames/s, messages/s, MB/s**: what all clients together received (messages counted from the
   frames' `seq`). A client would get all of them: offered load = clients × (alerts/s + tracks/s).
+  **bytes/message**: MB/s ÷ messages/s (frame headers included).
 - **alert p50 / p99**: per alert message, client receive time − the revision's `updated_at`, so
   it includes Kafka, the lifecycle's transaction (committed every 0.1 s) and the fan-out;
   **fan-out share**: receive time − the state's `updated_at` (the lifecycle's decision), i.e.
-  transaction commit, the gateway's read and the fan-out. **track**: receive time − track time.
-  Latencies come from ~{SAMPLED_CLIENTS} clients spread over the processes that parse every frame.
-- **CPU** in cores (100% = one core): the alerts process, the client processes, the broker;
-  **others' CPU** is the rest of the machine apart from this load generator: whatever else ran
-  on it meanwhile (the machine is shared; a high value means the row's numbers are pessimistic).
+  transaction commit, the gateway's read and the fan-out. **track**: receive time − the track's
+  `time` (`track` and `track_moved` alike). Latencies come from ~{SAMPLED_CLIENTS} clients spread
+  over the processes that parse every frame.
+- **CPU** in cores (100% = one core): the gateway (the process the clients use), the lifecycle
+  process, the client processes, the broker; **others' CPU** is the rest of the machine apart
+  from this load generator: whatever else ran on it meanwhile (a high value means the row's
+  numbers are pessimistic).
 - **messages/s ÷ bare frames/s**: messages delivered against the frames per second the bare
   broadcast delivered to as many clients in the same run (one message per bare frame).
 
@@ -871,46 +1247,151 @@ goal's alert rate alone (no tracks), for comparison.
 {chr(10).join(found)}
 
 {analysis(rows, bares)}
-"""
+{f"{chr(10)}Note on this run: {meta['note']}{chr(10)}" if meta.get("note") else ""}"""
+
+
+def _range(values: Sequence[float], percent: bool = False) -> str:
+    """``low–high`` of some values (percent of a core, or whole numbers)."""
+    shown = [v for v in values if v == v]
+    if not shown:
+        return "–"
+    low, high = min(shown), max(shown)
+    if percent:
+        return _pct(low) if f"{low:.0%}" == f"{high:.0%}" else f"{low:.0%}–{high:.0%}"
+    return _ms(low) if f"{low:,.0f}" == f"{high:,.0f}" else f"{low:,.0f}–{high:,.0f}"
+
+
+def _mean_size(rows: list[Row], name: str) -> float:
+    values = [r.type_bytes[name] for r in rows if name in r.type_bytes]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def _track_bytes(rows: list[Row]) -> float:
+    """Mean bytes of a track message (whole or moved) as the clients got them."""
+    moved = sum(r.types.get("track_moved", 0) for r in rows)
+    whole = sum(r.types.get("track", 0) for r in rows)
+    if not moved + whole:
+        return float("nan")
+    mean = whole * _mean_size(rows, "track")
+    if moved:
+        mean += moved * _mean_size(rows, "track_moved")
+    return mean / (moved + whole)
+
+
+def _where(rows: list[Row]) -> str:
+    """``100 clients at 10, 20 alerts/s; 1,000 clients at 10 alerts/s``."""
+    rates: dict[int, list[str]] = {}
+    for row in rows:
+        rates.setdefault(row.clients, []).append(f"{row.target_alerts_per_s:g}")
+    return "; ".join(f"{n:,} clients at {', '.join(r)} alerts/s" for n, r in rates.items()) or "none"
+
+
+def _wrap(text: str) -> str:
+    """A paragraph or a ``- `` bullet wrapped at 100 characters."""
+    indent = "  " if text.startswith("- ") else ""
+    return textwrap.fill(text, 100, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
 
 
 def analysis(rows: list[Row], bares: dict[int, Bare]) -> str:
-    """The explanation below the tables, with this run's cost per frame filled in."""
+    """The explanation below the tables, with this run's numbers filled in."""
+    groups = list(layouts(rows).items())
+    if not groups:
+        return ""
+    main = groups[0][1]
+    old = groups[1][1] if len(groups) > 1 else []
+    loaded = [r for r in main if r.tracks_per_s > 0]
+    parts = ["**What limits it**", ""]
+
+    parts.append(
+        f"- *The machine, in this run.* It was busy in nearly every row (machine "
+        f"{_range([r.cpu['machine'] for r in rows], True)} of 200%), and other work took "
+        f"{_range([r.cpu['others'] for r in rows], True)} of it, so each process got about a fair "
+        f"share of the two cores: the gateway {_range([r.cpu['server'] for r in main], True)} of a "
+        f"core. {PREVIOUS_MACHINE} A process that gets a fraction of a core falls behind sooner, so "
+        "absolute latencies here are pessimistic and differ a lot from run to run; the old layout "
+        "measured in the same run, under the same kind of load, is the fair comparison."
+    )
+
+    moved, whole = _mean_size(main, "track_moved"), _mean_size(main, "track")
+    alert = _mean_size(main, "alert_update")
+    track = _track_bytes(loaded)
+    if moved == moved:
+        need = {n: n * (TRACKS_PER_S * track + 10 * alert) / 1e6 for n in (1000, 5000)}
+        per_message = _range([r.bytes_per_message for r in loaded])
+        old_per_message = _range([r.bytes_per_message for r in old if r.tracks_per_s > 0])
+        versus = f" against {old_per_message} B in the old layout" if old else ""
+        parts.append(
+            f"- *Bytes, still.* Compact tracks make a track update {moved:,.0f} B on the wire instead "
+            f"of {whole:,.0f} B ({moved / whole:.0%}); with the whole track every 10 s per track, a "
+            f"track message is {track:,.0f} B on average. Most of a `track_moved` is key names and "
+            "two ISO timestamps (`time` and `last_update`, the same here), so on these tracks it is "
+            f"about half a track, not a fifth. Per message the rows with tracks carry {per_message} B"
+            f"{versus}. With {TRACKS_PER_S:g} track updates/s and 10 alerts/s, 1,000 clients still "
+            f"need ~{need[1000]:,.0f} MB/s and 5,000 clients ~{need[5000]:,.0f} MB/s."
+        )
+    kept = [r for r in loaded if r.messages_per_s >= 0.95 * r.offered_per_s]
+    behind = [r for r in loaded if r not in kept]
+    parts.append(
+        f"- *Keeping up.* With tracks flowing, the gateway delivered at least 95% of the offered "
+        f"messages at {_where(kept)}; it fell behind at {_where(behind)}. A client that falls "
+        "behind gets ever larger frames and ever older messages, and alerts wait behind the tracks "
+        "in the same frames: under overload the fan-out share of an alert is about the track "
+        "latency beside it."
+    )
+    if old:
+        before = [r.alert_p50_ms - r.state_p50_ms for r in main]
+        before_old = [r.alert_p50_ms - r.state_p50_ms for r in old]
+        lifecycle = [r.cpu.get("lifecycle", float("nan")) for r in main]
+        parts.append(
+            "- *The lifecycle is off the fan-out's path.* The time before the lifecycle's decision "
+            f"(alert p50 − fan-out share p50) was {_range(before)} ms with the lifecycle in its own "
+            f"process (which used {_range(lifecycle, True)} of a core), against {_range(before_old)} "
+            "ms in the old layout in this same run, where the lifecycle waited for a loop busy with "
+            "websockets. What is left of the alert latency is the gateway's."
+        )
+    quiet = _find(main, 100, 20, False) or _find(main, 100, 20, True)
+    quiet_text = (
+        f" In this run, {quiet.clients:,} clients at {quiet.target_alerts_per_s:g} alerts/s"
+        f"{' with tracks' if quiet.tracks_per_s else ', alerts only'}: p50 {_ms(quiet.alert_p50_ms)} / "
+        f"p99 {_ms(quiet.alert_p99_ms)} ms."
+        if quiet
+        else ""
+    )
+    parts.append(
+        "- *A floor under the latency goals.* Even with few clients and no tracks, an alert crosses "
+        "Kafka twice (`alerts` → lifecycle, `alert.state` → gateway, read committed), waits for the "
+        "lifecycle's next transaction (every `LINDERO_ALERTS_COMMIT_INTERVAL_S` = 0.1 s: nobody can "
+        "read the state before it commits) and for the client's next frame (a gap of clients ÷ "
+        "`LINDERO_ALERTS_FRAME_BUDGET_PER_S`, between 20 and 200 ms: 40 ms at 1,000 clients, 200 ms at "
+        f"5,000).{quiet_text} {PREVIOUS_FLOOR} With the default settings a p99 under 100 ms at 1,000 "
+        "clients or under 250 ms at 5,000 is below that floor even on an idle machine; it needs a "
+        "shorter commit interval and a larger frame budget (more CPU per client), which this "
+        "shared machine cannot show."
+    )
     bare_us = min(
         (b.cpu["server"] / b.frames_per_s * 1e6 for b in bares.values() if b.frames_per_s), default=0
     )
-    busiest = max(rows, key=lambda r: r.frames_per_s, default=None)
+    busiest = max(main, key=lambda r: r.frames_per_s, default=None)
     alerts_us = busiest.cpu["server"] / busiest.frames_per_s * 1e6 if busiest and busiest.frames_per_s else 0
-    return ANALYSIS.replace("{bare_us}", f"{bare_us:.0f}").replace("{alerts_us}", f"{alerts_us:.0f}")
+    parts.append(
+        f"- *Per frame* the bare broadcast spent {bare_us:.0f} µs of CPU, the gateway {alerts_us:.0f} µs "
+        "at its highest frame rate (larger frames, each through ASGI). Profiles of the first runs "
+        "(py-spy, one process at 1,000 clients) put about 40% of the server's time in the socket "
+        "write (the kernel's loopback TCP work for both ends) and a quarter in the "
+        "ASGI/uvicorn/websockets send path."
+    )
+    parts.append(
+        f"- *The clients* used {_range([r.cpu['clients'] for r in main], True)} of a core, about as "
+        "much as the gateway: on this machine the client side is part of the ceiling (the bare "
+        "broadcast is bounded by what the clients take, too)."
+    )
+    return "\n".join(_wrap(part) for part in parts)
 
 
-ANALYSIS = """**What limits it** (profiles with py-spy of the alerts process at 1,000 clients)
-
-- *Bytes, not frames.* Coalescing works: a client gets one frame per gap (20 ms to 200 ms as
-  clients grow) whatever the message rate. But every track update goes to every client: with a
-  few hundred track updates per second, 1,000 clients need ~150 MB/s of JSON (a track message
-  is ~750 bytes, an alert ~1.5 kB), and 5,000 clients ~800 MB/s. On two cores shared by the
-  broker, the clients and the server, the alerts process cannot move that through Python,
-  uvicorn and loopback TCP, so it falls behind; a client that falls behind gets ever larger frames
-  (hundreds of kB, then MB) and ever older messages; one 20,000 messages behind would be dropped.
-- *Per frame*, about 40% of the alerts process's time is the socket write itself
-  (`transport.write`, i.e. the kernel's loopback TCP work for both ends), about a quarter the
-  ASGI/uvicorn/websockets send path and the rest the hub (frame assembly, timers, metrics).
-  In this run the bare broadcast spent {bare_us} µs of CPU a frame, the alerts process {alerts_us} µs
-  (at its highest frame rate; its frames are larger and each goes through ASGI). Rewriting the hub
-  (frames shared by the clients at one position, one timer per frame, batched counters, slots
-  per phase, gaps stretched under overload) did not change the cost per frame measurably on
-  this shared machine, so it was not kept.
-- *The lifecycle shares the event loop.* Alert latency end to end is mostly the lifecycle:
-  it commits one Kafka transaction per partition, one after the other, each waiting for several
-  broker round trips, and when the loop is busy with fan-out each of those waits for the loop.
-  At high fan-out load alerts arrive seconds late while tracks (which skip the lifecycle) are
-  far fresher; when the loop is saturated long enough the lifecycle's consumer-group heartbeat
-  can expire and alerts stop until it rejoins. Running the lifecycle in its own process
-  (`LINDERO_ALERTS_RUN_LIFECYCLE=false` on gateway instances, one lifecycle instance) or
-  committing the partitions' transactions concurrently would take it off the fan-out's path.
-- *The clients* use about as much CPU as the server: on this machine the client side is part
-  of the ceiling (the bare broadcast is bounded by what the clients take, too)."""
+PREVIOUS_MACHINE = (
+    "In the previous full run the one process got 81–88% of a core at 1,000 clients, with others at 5–20%."
+)
+PREVIOUS_FLOOR = "In the previous full run (a quieter machine): p50 90 / p99 282 ms."
 
 
 if __name__ == "__main__":

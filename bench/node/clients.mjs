@@ -5,12 +5,16 @@
 // Options: url, count, tokens (one per client, or one for all; none: a bare server that needs
 // no hello), sampleEvery (every n-th client parses its frames fully and records latencies; the
 // others only read the frame's "seq" to count messages), concurrency (handshakes in flight),
-// deflate (offer permessage-deflate, as browsers do).
+// deflate (offer permessage-deflate, as browsers do), subscribe (the hello's "subscribe" object,
+// e.g. {"compact_tracks": true}; none: the server's default subscription).
 //
 // Commands, one JSON line each on stdin: {"cmd":"mark"} starts a measurement window,
 // {"cmd":"report"} prints the window's numbers as one JSON line on stdout, {"cmd":"close"}
 // closes every connection and exits. Latencies are sparse histograms in 0.1 ms steps
-// ({"<tenths of ms>": count}) so that the numbers of several processes merge exactly.
+// ({"<tenths of ms>": count}) so that the numbers of several processes merge exactly. Track
+// latency counts "track" and "track_moved" messages alike (receive time - data.time). The
+// parsing clients also add up the size of the first SIZED_PER_TYPE messages of each type in a
+// window (typeBytes, typeSized), to show what a message of each type costs on the wire.
 
 import { performance } from "node:perf_hooks";
 import readline from "node:readline";
@@ -20,7 +24,9 @@ const options = JSON.parse(process.argv[2]);
 const tokens = options.tokens ?? [];
 const sampleEvery = Math.max(1, options.sampleEvery ?? 20);
 const concurrency = options.concurrency ?? 100;
+const subscribe = options.subscribe ?? null;
 const SEQ = Buffer.from('"seq":');
+const SIZED_PER_TYPE = 500;
 
 const clients = [];
 let window = newWindow();
@@ -34,6 +40,8 @@ function newWindow() {
     sampledFrames: 0,
     sampledMessages: 0,
     types: {},
+    typeBytes: {},
+    typeSized: {},
     alertMs: {},
     alertFromStateMs: {},
     trackMs: {},
@@ -88,12 +96,17 @@ function onFrame(client, data) {
   for (const message of frame.messages) {
     window.sampledMessages += 1;
     window.types[message.type] = (window.types[message.type] ?? 0) + 1;
+    if ((window.typeSized[message.type] ?? 0) < SIZED_PER_TYPE) {
+      window.typeSized[message.type] = (window.typeSized[message.type] ?? 0) + 1;
+      window.typeBytes[message.type] =
+        (window.typeBytes[message.type] ?? 0) + Buffer.byteLength(JSON.stringify(message));
+    }
     if (message.type === "alert" || message.type === "alert_update") {
       record(window.alertMs, received - Date.parse(message.data.alert.updated_at));
       if (message.data.updated_at) {
         record(window.alertFromStateMs, received - Date.parse(message.data.updated_at));
       }
-    } else if (message.type === "track") {
+    } else if (message.type === "track" || message.type === "track_moved") {
       record(window.trackMs, received - Date.parse(message.data.time));
     }
   }
@@ -128,7 +141,11 @@ function open(index) {
     socket.on("open", () => {
       client.open = true;
       const token = tokens.length ? tokens[index % tokens.length] : null;
-      if (token !== null) socket.send(JSON.stringify({ type: "hello", token }));
+      if (token !== null) {
+        const hello = { type: "hello", token };
+        if (subscribe !== null) hello.subscribe = subscribe;
+        socket.send(JSON.stringify(hello));
+      }
       clients.push(client);
       settle(true);
     });
