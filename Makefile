@@ -50,6 +50,7 @@ test-integration: venv kafka-runtime
 	@$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 test: venv kafka-runtime lint
+	@command -v promtool >/dev/null || { echo "==> installing promtool (checks deploy/prometheus rules)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 	@echo "==> tests (unit, integration) against a real Kafka the suite starts itself"
 	@$(BIN)/pytest tests $(PYTEST_ARGS)
 
