@@ -11,12 +11,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv kafka-runtime lint format test test-unit test-integration demo bench bench-fanout clean
+.PHONY: help venv kafka-runtime web chromium lint format test test-unit test-integration demo bench bench-fanout clean
 
 help:
 	@echo "make demo   - set up and run the live demo (Ctrl-C stops everything)"
 	@echo "make test   - set up from scratch and run lint + all tests against a real Kafka"
-	@echo "make test-unit, make lint, make format, make bench, make bench-fanout, make clean"
+	@echo "make test-unit, make lint, make format, make web, make bench, make bench-fanout, make clean"
 
 $(STAMP):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -31,6 +31,19 @@ venv: $(STAMP)
 
 kafka-runtime: venv
 	@$(BIN)/lindero kafka fetch
+
+# The dashboard and team view (TypeScript, bundled by esbuild into web/dist, served by alerts).
+WEB_SOURCES := $(shell find web/src web/static -type f 2>/dev/null) web/build.mjs web/tsconfig.json web/package-lock.json
+web/dist/BUILT: $(WEB_SOURCES)
+	@command -v npm >/dev/null || { echo "Node.js 18+ and npm are required (Debian: apt-get install nodejs npm)"; exit 2; }
+	@echo "==> building the dashboard (npm ci, tsc, esbuild) into web/dist"
+	@cd web && npm ci --no-audit --no-fund --silent && npm run --silent build >/dev/null
+
+web: web/dist/BUILT
+
+# Debian's Chromium for the browser tests (Playwright drives it; no browser is ever downloaded).
+chromium:
+	@command -v chromium >/dev/null || { echo "==> installing Debian's chromium (browser tests)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; }
 
 lint: venv
 	@echo "==> ruff, mypy, schema freshness"
@@ -49,12 +62,12 @@ test-unit: venv
 test-integration: venv kafka-runtime
 	@$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-test: venv kafka-runtime lint
+test: venv kafka-runtime web chromium lint
 	@command -v promtool >/dev/null || { echo "==> installing promtool (checks deploy/prometheus rules)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
-	@echo "==> tests (unit, integration) against a real Kafka the suite starts itself"
+	@echo "==> tests (unit, integration, e2e, browser) against a real Kafka the suite starts itself"
 	@$(BIN)/pytest tests $(PYTEST_ARGS)
 
-demo: venv kafka-runtime
+demo: venv kafka-runtime web
 	@$(BIN)/lindero demo
 
 bench: venv kafka-runtime
@@ -68,4 +81,4 @@ bench-fanout: venv kafka-runtime
 
 clean:
 	@-$(BIN)/lindero kafka down 2>/dev/null
-	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache web/node_modules web/dist artifacts
