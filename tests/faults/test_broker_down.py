@@ -1,8 +1,10 @@
-"""Kafka goes away and comes back: ingest answers 503 meanwhile; no acknowledged event is lost or doubled."""
+"""Kafka goes away and comes back: ingest answers 503 meanwhile; no acknowledged event is lost or doubled,
+and the simulator's gateways, retrying through the outage, deliver everything once the broker returns."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections import Counter
 from pathlib import Path
@@ -10,8 +12,13 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 
-from schemas.topics import SENSOR_EVENTS
+from schemas.topics import SENSOR_EVENTS, SENSOR_STATUS
+from services.core.config import LinderoConfig
+from services.core.geography import Geography
+from services.simulator.client import GatewayPoster, PosterSettings
+from services.simulator.domain import simulate
 from tests.conftest import EventFactory
 from tests.integration.conftest import (
     IngestFactory,
@@ -21,6 +28,8 @@ from tests.integration.conftest import (
     read_topic,
     wait_until,
 )
+
+pytestmark = pytest.mark.kafka
 
 
 async def post(ingest: RunningIngest, key: str, event: dict[str, Any]) -> httpx.Response:
@@ -35,14 +44,17 @@ async def post(ingest: RunningIngest, key: str, event: dict[str, Any]) -> httpx.
     return response
 
 
+@pytest.mark.timeout(240)
 async def test_broker_outage_and_recovery(
     tmp_path: Path,
     start_ingest: IngestFactory,
     make_kafka: KafkaFactory,
     demo_keys: dict[str, str],
+    demo_config: LinderoConfig,
     make_event: EventFactory,
 ) -> None:
-    """Down at start, up, killed, back: 503 + Retry-After while down; every accepted event once in Kafka."""
+    """Down at start, up, killed under load, back: 503 + Retry-After while down; every accepted
+    event and every event of the simulator's retrying gateways once in Kafka."""
     cluster = cluster_in(tmp_path, "outage")
     kafka = make_kafka(bootstrap=cluster.bootstrap)
     key = demo_keys["gw-co-ejercito-cuc"]
@@ -71,9 +83,25 @@ async def test_broker_outage_and_recovery(
         posted.append(event)
         assert await send(event) == 202
 
-    # 3. The broker is killed under load: requests keep being answered quickly, with 503.
+    # 3. The broker is killed under load: requests keep being answered quickly, with 503. Meanwhile
+    #    the simulator's gateways post a scenario (60 s at 6x) through the outage, retrying.
+    assert demo_config.geography_path is not None
+    sim = simulate(
+        demo_config,
+        Geography.load(demo_config.geography_path),
+        "co-ve-cucuta",
+        seed=31,
+        start=dt.datetime.now(dt.UTC).replace(microsecond=0),
+        duration_s=60.0,
+    )
+    poster = GatewayPoster(
+        PosterSettings(base_url=ingest.url, speed=6.0, batch_size=20, max_delay_s=0.5, keep_ids=True),
+        demo_keys,
+    )
+    gateways = asyncio.create_task(poster.post(sim.events))
     load = asyncio.create_task(_load(posted, send, make_event, seconds=6.0))
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(1.0)
+    assert poster.stats.accepted > 0, "the simulator's gateways got nothing in before the outage"
     await asyncio.to_thread(cluster.stop_node, cluster.nodes[0], 30.0, True)
     await asyncio.sleep(3.0)
     assert (await ingest.client.get("/readyz")).status_code == 503
@@ -92,11 +120,25 @@ async def test_broker_outage_and_recovery(
             await asyncio.sleep(0.2)
             await send(event)
 
-    # 6. Kafka holds every posted event exactly once.
+    # 6. The simulator's gateways, retrying on 503 as Retry-After says, got everything taken.
+    stats = await asyncio.wait_for(gateways, 90)
+    assert stats.responses["503"] > 0, "the gateways never met the outage"
+    assert stats.retries > 0
+    assert stats.rejected == 0, stats.rejected_reasons
+    assert (stats.unsent, stats.unconfirmed) == (0, 0)
+    assert stats.balanced
+    assert stats.accepted_ids | stats.duplicate_ids == {e.event_id for e in sim.events}
+
+    # 7. Kafka holds every posted event exactly once: the direct posts and the gateways' events.
     records = await read_topic(kafka, kafka.topics(SENSOR_EVENTS), timeout_s=60)
     counts = Counter(orjson.loads(r.value)["event"]["event_id"] for r in records)
-    assert set(counts) == {e["event_id"] for e in posted}
-    assert max(counts.values()) == 1
+    status = await read_topic(kafka, kafka.topics(SENSOR_STATUS), timeout_s=60)
+    counts.update(orjson.loads(r.value)["status"]["event_id"] for r in status)
+    expected = {e["event_id"] for e in posted} | {e.event_id for e in sim.events}
+    assert set(counts) == expected, (
+        f"{len(expected - set(counts))} events lost, {len(set(counts) - expected)} unknown ones written"
+    )
+    assert max(counts.values()) == 1, f"{sum(1 for c in counts.values() if c > 1)} events written twice"
     accepted_first_time = sum(1 for codes in answers.values() if codes[0] == 202)
     assert accepted_first_time >= 30
     await asyncio.to_thread(cluster.stop)

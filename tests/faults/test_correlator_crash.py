@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 
 from services.core.config import LinderoConfig
 from services.core.geography import Geography
@@ -28,6 +29,8 @@ from tests.integration.correlator_fixtures import (
     running_correlator,
     tracks_in,
 )
+
+pytestmark = pytest.mark.kafka
 
 CHUNK_S = 120
 CHUNKS = 8
@@ -95,6 +98,7 @@ async def owns_partitions(port: int) -> bool:
     return any(p.startswith("sensor.events") for p in body.get("partitions", []))
 
 
+@pytest.mark.timeout(240)
 async def test_sigkill_and_restart_is_exactly_once(
     make_kafka: KafkaFactory, demo_config: LinderoConfig, tmp_path: Path
 ) -> None:
