@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from aiokafka.errors import KafkaError
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from schemas.topics import SENSOR_EVENTS, SENSOR_STATUS
@@ -153,7 +153,12 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.get("/readyz", tags=["operations"], summary="Readiness: Kafka takes writes")
+    @api.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness: Kafka takes writes",
+        responses={503: {"description": "not ready: starting up, or Kafka does not take writes"}},
+    )
     async def readyz() -> JSONResponse:
         available = publisher.available
         body: dict[str, Any] = {
@@ -166,13 +171,25 @@ def create_app(
         }
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
-    @api.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    @api.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {}}}},
+    )
     async def metrics_endpoint() -> Response:
         metrics.kafka_available.set(1 if publisher.available else 0)
         metrics.inflight.set(publisher.pending)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @api.get("/v1/whoami", tags=["gateways"], summary="Which gateway this API key belongs to")
+    @api.get(
+        "/v1/whoami",
+        tags=["gateways"],
+        summary="Which gateway this API key belongs to",
+        responses={401: {"description": "No API key, or not a valid one"}},
+        openapi_extra={"security": [{"ApiKey": []}, {"Bearer": []}]},
+    )
     async def whoami(found: CurrentGateway) -> dict[str, Any]:
         return {
             "gateway_id": found.gateway_id,

@@ -91,6 +91,14 @@ def _problem(description: str, retry_after: bool = False) -> dict[str, Any]:
     return response
 
 
+def _batch_refused(description: str) -> dict[str, Any]:
+    """Every event of a batch refused: the batch result (by index), or a problem when the body as a
+    whole is refused (e.g. an empty array)."""
+    response = _problem(description)
+    response["content"]["application/json"] = {"schema": {"$ref": "#/components/schemas/BatchResult"}}
+    return response
+
+
 def _common_errors(single: bool) -> dict[str, Any]:
     errors = {
         "400": _problem("The body is not JSON (or not NDJSON)"),
@@ -174,8 +182,15 @@ def paths() -> dict[str, Any]:
             "description": "Some events refused, the others written: see rejected_events (by index)",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchResult"}}},
         },
-        "403": _problem("Every event names a sensor the gateway may not post for"),
-        "409": _problem("Every event reuses an event_id for a different event"),
+        "403": _batch_refused("Every event names a sensor the gateway may not post for"),
+        "409": _batch_refused("Every event reuses an event_id for a different event"),
+    }
+    batch_errors = {
+        **_common_errors(single=False),
+        "422": _batch_refused(
+            "Every event refused, for different reasons or as invalid (each listed by index), or no "
+            "event at all"
+        ),
     }
     batch_note = (
         "A JSON array, or NDJSON (one event per line). Every event is judged on its own: good "
@@ -207,7 +222,7 @@ def paths() -> dict[str, Any]:
                 },
                 "application/x-ndjson": {"schema": {"type": "string"}},
             },
-            {**batch_ok, **_common_errors(single=False)},
+            {**batch_ok, **batch_errors},
             "events",
         ),
         "/v1/status": _operation(
@@ -231,7 +246,7 @@ def paths() -> dict[str, Any]:
                 },
                 "application/x-ndjson": {"schema": {"type": "string"}},
             },
-            {**batch_ok, **_common_errors(single=False)},
+            {**batch_ok, **batch_errors},
             "status",
         ),
     }
