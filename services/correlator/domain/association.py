@@ -7,7 +7,8 @@
    ``d² > gate`` are dropped (``gate`` is a chi-square quantile for the measurement dimension).
 3. Assignment minimises the total cost ``d² + ln det S`` (the negative log-likelihood up to a
    constant) over each connected component of the gated bipartite graph with
-   ``scipy.optimize.linear_sum_assignment``; a component of one pair is assigned directly.
+   ``scipy.optimize.linear_sum_assignment``; a component of one pair is assigned directly, and a
+   star (one track or one detection) takes its cheapest pair.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from scipy.stats import chi2
 
-from services.correlator.domain.filters import measure, residual
+from services.correlator.domain.filters import inverse_and_logdet, measure, residual
 
 Array = NDArray[np.float64]
 Index = NDArray[np.intp]
@@ -31,39 +32,6 @@ Index = NDArray[np.intp]
 def gate_threshold(probability: float, dim: int) -> float:
     """The chi-square quantile below which ``probability`` of true pairs fall."""
     return float(chi2.ppf(probability, dim))
-
-
-def inverse_and_logdet(S: Array) -> tuple[Array, Array]:
-    """Batched inverse and log-determinant of 2×2 or 3×3 symmetric matrices (…, d, d)."""
-    d = S.shape[-1]
-    if d == 2:
-        a, b, c = S[..., 0, 0], S[..., 0, 1], S[..., 1, 1]
-        det = a * c - b * b
-        inv = np.empty_like(S)
-        inv[..., 0, 0] = c / det
-        inv[..., 1, 1] = a / det
-        inv[..., 0, 1] = inv[..., 1, 0] = -b / det
-        return inv, np.log(det)
-    if d == 3:
-        m = S
-        c00 = m[..., 1, 1] * m[..., 2, 2] - m[..., 1, 2] * m[..., 2, 1]
-        c01 = m[..., 1, 2] * m[..., 2, 0] - m[..., 1, 0] * m[..., 2, 2]
-        c02 = m[..., 1, 0] * m[..., 2, 1] - m[..., 1, 1] * m[..., 2, 0]
-        det = m[..., 0, 0] * c00 + m[..., 0, 1] * c01 + m[..., 0, 2] * c02
-        inv = np.empty_like(S)
-        inv[..., 0, 0] = c00
-        inv[..., 1, 0] = c01
-        inv[..., 2, 0] = c02
-        inv[..., 0, 1] = m[..., 0, 2] * m[..., 2, 1] - m[..., 0, 1] * m[..., 2, 2]
-        inv[..., 1, 1] = m[..., 0, 0] * m[..., 2, 2] - m[..., 0, 2] * m[..., 2, 0]
-        inv[..., 2, 1] = m[..., 0, 1] * m[..., 2, 0] - m[..., 0, 0] * m[..., 2, 1]
-        inv[..., 0, 2] = m[..., 0, 1] * m[..., 1, 2] - m[..., 0, 2] * m[..., 1, 1]
-        inv[..., 1, 2] = m[..., 0, 2] * m[..., 1, 0] - m[..., 0, 0] * m[..., 1, 2]
-        inv[..., 2, 2] = m[..., 0, 0] * m[..., 1, 1] - m[..., 0, 1] * m[..., 1, 0]
-        inv /= det[..., None, None]
-        return inv, np.log(det)
-    inverse = np.asarray(np.linalg.inv(S), dtype=np.float64)
-    return inverse, np.asarray(np.linalg.slogdet(S)[1], dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -116,11 +84,11 @@ def associate(
         return empty
     sensors = None if sensor_en is None else np.broadcast_to(sensor_en, (len(x), 2))
     zhat, H = measure(x, sensors, z.shape[1], is_polar)
-    HPHt = np.einsum("kde,kef,kgf->kdg", H, P, H)
+    HPHt = H @ P @ np.swapaxes(H, 1, 2)
     S = HPHt[ti] + R[dj]
     nu = residual(z[dj], zhat[ti], is_polar)
     S_inv, logdet = inverse_and_logdet(S)
-    d2 = np.einsum("pd,pde,pe->p", nu, S_inv, nu)
+    d2 = np.einsum("pd,pd->p", nu, (S_inv @ nu[:, :, None])[:, :, 0])
     inside = d2 <= gate
     ti, dj, d2, cost = ti[inside], dj[inside], d2[inside], (d2 + logdet)[inside]
     if len(ti) == 0:
@@ -129,24 +97,39 @@ def associate(
 
 
 def _assign(ti: Index, dj: Index, d2: Array, cost: Array, k: int, m: int) -> Assignment:
+    """Optimal assignment of the gated pairs, one connected component of the bipartite graph at
+    a time: a component of one pair is that pair; a star (one track, or one detection) takes its
+    cheapest pair; anything else goes to ``linear_sum_assignment``. Vectorised over components."""
     track_uses = np.bincount(ti, minlength=k)
     detection_uses = np.bincount(dj, minlength=m)
-    if track_uses.max() <= 1 and detection_uses.max() <= 1:
+    alone = (track_uses[ti] == 1) & (detection_uses[dj] == 1)
+    if alone.all():
         return Assignment(ti, dj, d2)  # no contention: every gated pair is the assignment
-    tracks, t_pos = np.unique(ti, return_inverse=True)
-    dets, d_pos = np.unique(dj, return_inverse=True)
-    if len(tracks) * len(dets) <= 250_000:
-        return _solve(tracks, dets, t_pos, d_pos, d2, cost)
-    graph = coo_matrix((np.ones(len(ti)), (ti, k + dj)), shape=(k + m, k + m))
-    _, label = connected_components(graph, directed=False)
-    component = label[ti]
-    order = np.argsort(component, kind="stable")
-    bounds = np.flatnonzero(np.diff(component[order])) + 1
-    parts = []
-    for chunk in np.split(order, bounds):
-        c_tracks, c_t = np.unique(ti[chunk], return_inverse=True)
-        c_dets, c_d = np.unique(dj[chunk], return_inverse=True)
-        parts.append(_solve(c_tracks, c_dets, c_t, c_d, d2[chunk], cost[chunk]))
+    parts = [Assignment(ti[alone], dj[alone], d2[alone])]
+    rest = np.flatnonzero(~alone)
+    r_ti, r_dj = ti[rest], dj[rest]
+    graph = coo_matrix((np.ones(len(rest)), (r_ti, k + r_dj)), shape=(k + m, k + m))
+    count, label = connected_components(graph, directed=False)
+    component = label[r_ti]
+    tracks_in = np.bincount(label[np.unique(r_ti)], minlength=count)
+    detections_in = np.bincount(label[k + np.unique(r_dj)], minlength=count)
+    star = (tracks_in[component] == 1) | (detections_in[component] == 1)
+    if star.any():
+        pairs = rest[star]
+        order = np.lexsort((cost[pairs], component[star]))
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = component[star][order][1:] != component[star][order][:-1]
+        chosen = pairs[order[first]]
+        parts.append(Assignment(ti[chosen], dj[chosen], d2[chosen]))
+    dense = rest[~star]
+    if len(dense):
+        c_of = component[~star]
+        order = np.argsort(c_of, kind="stable")
+        bounds = np.flatnonzero(np.diff(c_of[order])) + 1
+        for chunk in np.split(dense[order], bounds):
+            c_tracks, c_t = np.unique(ti[chunk], return_inverse=True)
+            c_dets, c_d = np.unique(dj[chunk], return_inverse=True)
+            parts.append(_solve(c_tracks, c_dets, c_t, c_d, d2[chunk], cost[chunk]))
     return Assignment(
         np.concatenate([p.tracks for p in parts]),
         np.concatenate([p.detections for p in parts]),

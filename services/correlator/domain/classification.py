@@ -82,6 +82,29 @@ class ClassFusion:
             return p
         return self.update(p, likelihood)
 
+    def update_rows(self, p: Array, likelihood: Array) -> Array:
+        """:meth:`update` of each row of ``p`` (n, K) with the same row of ``likelihood`` (n, K)."""
+        posterior = p * likelihood
+        posterior /= posterior.sum(axis=1, keepdims=True)
+        return np.asarray((1.0 - self.floor) * posterior + self.floor / K, dtype=np.float64)
+
+    def kinematics_rows(self, p: Array, speed_mps: Array, speed_sigma_mps: Array) -> Array:
+        """:meth:`kinematics` of each row of ``p`` (n, K) without altitude; rows without evidence
+        come back unchanged."""
+        certain = speed_sigma_mps < 2.0
+        slowest = speed_mps - 2 * speed_sigma_mps
+        not_person = certain & (slowest > self.max_person_speed_mps)
+        not_animal = certain & (slowest > self.max_animal_speed_mps)
+        rows = np.flatnonzero(not_person | not_animal)
+        if len(rows) == 0:
+            return p
+        likelihood = np.ones((len(rows), K))
+        likelihood[not_person[rows], INDEX["person"]] = 0.3
+        likelihood[not_animal[rows], INDEX["animal"]] = 0.3
+        out = p.copy()
+        out[rows] = self.update_rows(p[rows], likelihood)
+        return out
+
 
 def best(p: Array) -> tuple[str, float]:
     """The most probable class and its probability."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from services.correlator.domain.motion import ImmModel, process_noise, transition
+from services.correlator.domain.motion import ImmModel, process_noise
 
 Array = NDArray[np.float64]
 
@@ -43,28 +43,76 @@ class ImmPrediction:
 
 def combine(xm: Array, Pm: Array, weights: Array) -> tuple[Array, Array]:
     """Gaussian mixture moments: (k, 4) mean and (k, 4, 4) covariance."""
-    x = np.einsum("km,kmd->kd", weights, xm)
-    spread = xm - x[:, None, :]
-    P = np.einsum("km,kmde->kde", weights, Pm + spread[..., :, None] * spread[..., None, :])
+    k, m, d = xm.shape
+    x = (weights[:, None, :] @ xm)[:, 0]
+    spread = (xm - x[:, None, :]) * np.sqrt(weights)[:, :, None]  # sqrt(c_j) d_j, (k, m, 4)
+    P = (weights[:, None, :] @ Pm.reshape(k, m, d * d)).reshape(k, d, d)
+    P += np.swapaxes(spread, 1, 2) @ spread
     return x, P
 
 
 def imm_predict(xm: Array, Pm: Array, mu: Array, dt_s: Array, model: ImmModel) -> ImmPrediction:
-    """IMM mixing then per-model constant-velocity prediction over ``dt_s`` (k,) seconds."""
+    """IMM mixing then per-model constant-velocity prediction over ``dt_s`` (k,) seconds.
+
+    Mixing: ``c_j = sum_i pi_ij mu_i``, ``mu_i|j = pi_ij mu_i / c_j``, ``x0_j = sum_i mu_i|j x_i``,
+    ``P0_j = sum_i mu_i|j (P_i + (x_i - x0_j)(x_i - x0_j)ᵀ)``; then ``x_j = F x0_j`` and
+    ``P_j = F P0_j Fᵀ + Q_j`` (F and Q of motion.py, F applied in closed form).
+    """
     dt = np.maximum(np.asarray(dt_s, dtype=np.float64), 0.0)
+    k, m, d = xm.shape
     pi = model.switching(dt)
-    c = np.einsum("kij,ki->kj", pi, mu)
-    c = np.maximum(c, 1e-12)
-    mixing = pi * mu[:, :, None] / c[:, None, :]  # mu_{i|j}
-    x0 = np.einsum("kij,kid->kjd", mixing, xm)
-    spread = xm[:, :, None, :] - x0[:, None, :, :]  # (k, i, j, 4)
-    P0 = np.einsum("kij,kijde->kjde", mixing, Pm[:, :, None] + spread[..., :, None] * spread[..., None, :])
-    F = transition(dt)
-    x_pred = np.einsum("kde,kje->kjd", F, x0)
-    P_pred = np.einsum("kde,kjef,kgf->kjdg", F, P0, F)
-    for j, q in enumerate(model.q):
-        P_pred[:, j] += process_noise(dt, q)
+    c = np.maximum((mu[:, None, :] @ pi)[:, 0], 1e-12)
+    mixing = pi * mu[:, :, None] / c[:, None, :]  # mu_{i|j}, (k, i, j)
+    mixing_t = np.swapaxes(mixing, 1, 2)  # (k, j, i)
+    x0 = mixing_t @ xm
+    P0 = (mixing_t @ Pm.reshape(k, m, d * d)).reshape(k, m, d, d)
+    # sum_i mu_i|j s_ij s_ijᵀ as Wᵀ W with rows W_i = sqrt(mu_i|j) s_ij
+    spread = (xm[:, None, :, :] - x0[:, :, None, :]) * np.sqrt(mixing_t)[..., None]  # (k, j, i, 4)
+    P0 += np.swapaxes(spread, 2, 3) @ spread
+    step = dt[:, None, None]
+    x_pred = x0.copy()
+    x_pred[..., :2] += x0[..., 2:] * step
+    step = step[..., None]
+    Pvv = P0[..., 2:, 2:]
+    P_pred = P0.copy()
+    P_pred[..., :2, 2:] += step * Pvv
+    P_pred[..., 2:, :2] += step * Pvv
+    P_pred[..., :2, :2] += step * (P0[..., :2, 2:] + P0[..., 2:, :2]) + step * step * Pvv
+    P_pred += np.asarray(model.q, dtype=np.float64)[None, :, None, None] * process_noise(dt, 1.0)[:, None]
     return ImmPrediction(x_pred, P_pred, c / c.sum(axis=1, keepdims=True))
+
+
+def inverse_and_logdet(S: Array) -> tuple[Array, Array]:
+    """Batched inverse and log-determinant of 2×2 or 3×3 symmetric matrices (…, d, d)."""
+    d = S.shape[-1]
+    if d == 2:
+        a, b, c = S[..., 0, 0], S[..., 0, 1], S[..., 1, 1]
+        det = a * c - b * b
+        inv = np.empty_like(S)
+        inv[..., 0, 0] = c / det
+        inv[..., 1, 1] = a / det
+        inv[..., 0, 1] = inv[..., 1, 0] = -b / det
+        return inv, np.log(det)
+    if d == 3:
+        m = S
+        c00 = m[..., 1, 1] * m[..., 2, 2] - m[..., 1, 2] * m[..., 2, 1]
+        c01 = m[..., 1, 2] * m[..., 2, 0] - m[..., 1, 0] * m[..., 2, 2]
+        c02 = m[..., 1, 0] * m[..., 2, 1] - m[..., 1, 1] * m[..., 2, 0]
+        det = m[..., 0, 0] * c00 + m[..., 0, 1] * c01 + m[..., 0, 2] * c02
+        inv = np.empty_like(S)
+        inv[..., 0, 0] = c00
+        inv[..., 1, 0] = c01
+        inv[..., 2, 0] = c02
+        inv[..., 0, 1] = m[..., 0, 2] * m[..., 2, 1] - m[..., 0, 1] * m[..., 2, 2]
+        inv[..., 1, 1] = m[..., 0, 0] * m[..., 2, 2] - m[..., 0, 2] * m[..., 2, 0]
+        inv[..., 2, 1] = m[..., 0, 1] * m[..., 2, 0] - m[..., 0, 0] * m[..., 2, 1]
+        inv[..., 0, 2] = m[..., 0, 1] * m[..., 1, 2] - m[..., 0, 2] * m[..., 1, 1]
+        inv[..., 1, 2] = m[..., 0, 2] * m[..., 1, 0] - m[..., 0, 0] * m[..., 1, 2]
+        inv[..., 2, 2] = m[..., 0, 0] * m[..., 1, 1] - m[..., 0, 1] * m[..., 1, 0]
+        inv /= det[..., None, None]
+        return inv, np.log(det)
+    inverse = np.asarray(np.linalg.inv(S), dtype=np.float64)
+    return inverse, np.asarray(np.linalg.slogdet(S)[1], dtype=np.float64)
 
 
 def predict_position(x: Array, dt_s: Array) -> Array:
@@ -145,37 +193,36 @@ def imm_update(
 
     ``z`` (k, d), ``R`` (k, d, d). Per model j: nu = z - h(x_j), S = H P H^T + R,
     K = P H^T S^-1, x += K nu, P = (I - K H) P (I - K H)^T + K R K^T; model likelihood
-    N(nu; 0, S) updates the model probabilities: mu_j ∝ c_j N_j.
+    N(nu; 0, S) updates the model probabilities: mu_j ∝ c_j N_j. All models of all tracks in one
+    batch (closed-form 2×2 and 3×3 inverses).
     """
     k, m = prediction.c.shape
     dim = z.shape[1]
-    xm = prediction.xm.copy()
-    Pm = prediction.Pm.copy()
-    log_likelihood = np.empty((k, m))
-    eye = np.eye(4)
-    for j in range(m):
-        zhat, H = measure(prediction.xm[:, j], sensor_en, dim, is_polar)
-        nu = residual(z, zhat, is_polar)
-        P = prediction.Pm[:, j]
-        PHt = np.einsum("kde,kfe->kdf", P, H)
-        S = np.einsum("kde,kef->kdf", H, PHt) + R
-        S_inv = np.linalg.inv(S)
-        K = np.einsum("kde,kef->kdf", PHt, S_inv)
-        xm[:, j] = prediction.xm[:, j] + np.einsum("kde,ke->kd", K, nu)
-        A = eye - np.einsum("kde,kef->kdf", K, H)
-        Pm[:, j] = np.einsum("kde,kef,kgf->kdg", A, P, A) + np.einsum("kde,kef,kgf->kdg", K, R, K)
-        mahalanobis = np.einsum("kd,kde,ke->k", nu, S_inv, nu)
-        _, logdet = np.linalg.slogdet(S)
-        log_likelihood[:, j] = -0.5 * (mahalanobis + logdet + dim * np.log(2.0 * np.pi))
+    X = prediction.xm.reshape(k * m, 4)
+    P = prediction.Pm.reshape(k * m, 4, 4)
+    z_all = np.repeat(z, m, axis=0)
+    R_all = np.repeat(R, m, axis=0)
+    sensors = None if sensor_en is None else np.repeat(sensor_en, m, axis=0)
+    zhat, H = measure(X, sensors, dim, is_polar)
+    nu = residual(z_all, zhat, is_polar)
+    PHt = P @ np.swapaxes(H, 1, 2)
+    S = H @ PHt + R_all
+    S_inv, logdet = inverse_and_logdet(S)
+    K = PHt @ S_inv
+    xm = (X + (K @ nu[:, :, None])[:, :, 0]).reshape(k, m, 4)
+    A = np.eye(4) - K @ H
+    Pm = (A @ P @ np.swapaxes(A, 1, 2) + K @ R_all @ np.swapaxes(K, 1, 2)).reshape(k, m, 4, 4)
+    mahalanobis = np.einsum("pd,pd->p", nu, (S_inv @ nu[:, :, None])[:, :, 0])
+    log_likelihood = (-0.5 * (mahalanobis + logdet + dim * np.log(2.0 * np.pi))).reshape(k, m)
     weights = np.log(prediction.c) + log_likelihood
     weights -= weights.max(axis=1, keepdims=True)
     mu = np.exp(weights)
     mu /= mu.sum(axis=1, keepdims=True)
     mu = np.maximum(mu, 1e-9)
     mu /= mu.sum(axis=1, keepdims=True)
-    x, P = prediction.combined()
+    x, P_combined = prediction.combined()
     zhat, H = measure(x, sensor_en, dim, is_polar)
     nu = residual(z, zhat, is_polar)
-    S = np.einsum("kde,kef,kgf->kdg", H, P, H) + R
-    nis = np.einsum("kd,kde,ke->k", nu, np.linalg.inv(S), nu)
+    S_inv, _ = inverse_and_logdet(H @ P_combined @ np.swapaxes(H, 1, 2) + R)
+    nis = np.einsum("pd,pd->p", nu, (S_inv @ nu[:, :, None])[:, :, 0])
     return ImmUpdate(xm, Pm, mu, nis)

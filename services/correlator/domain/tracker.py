@@ -36,7 +36,7 @@ from scipy.spatial import cKDTree
 
 from schemas.tracks import TrackStatus
 from services.correlator.domain.association import associate, gate_threshold
-from services.correlator.domain.classification import CLASSES, ClassFusion, best
+from services.correlator.domain.classification import CLASSES, ClassFusion
 from services.correlator.domain.detections import Detection, MeasurementKind
 from services.correlator.domain.filters import ImmPrediction, combine, imm_predict, imm_update
 from services.correlator.domain.motion import ImmModel
@@ -209,6 +209,9 @@ class Tracker:
         self.next_id = 1
         self.time_s = -math.inf
         self._gates = {d: gate_threshold(self.config.gate_probability, d) for d in (2, 3)}
+        limits = self.config.max_coast_s
+        self._coast_limits = np.array([limits.get(name, limits.get("unknown", 30.0)) for name in CLASSES])
+        """Coasting limit by class index (``classification.CLASSES``), s."""
 
     # -- storage -----------------------------------------------------------------------------
 
@@ -265,52 +268,73 @@ class Tracker:
     def _combined(self, slots: NDArray[np.intp]) -> tuple[Array, Array]:
         return combine(self.xm[slots], self.Pm[slots], self.mu[slots])
 
+    def _means(self, slots: NDArray[np.intp]) -> Array:
+        """Combined means only, (k, 4): x = sum_j mu_j x_j."""
+        return np.asarray(np.einsum("km,kmd->kd", self.mu[slots], self.xm[slots]), dtype=np.float64)
+
     def estimate(self, slot: int, at_s: float | None = None) -> TrackEstimate:
         """The track in ``slot`` (predicted to ``at_s`` when given and later than its time)."""
-        slots = np.array([slot])
-        if at_s is not None and at_s > self.t[slot]:
-            prediction = imm_predict(
-                self.xm[slots], self.Pm[slots], self.mu[slots], at_s - self.t[slots], self.config.imm
+        return self._estimates(np.array([slot], dtype=np.intp), at_s)[0]
+
+    def _estimates(self, slots: NDArray[np.intp], at_s: float | None = None) -> list[TrackEstimate]:
+        """The tracks in ``slots``, each predicted to ``at_s`` when given and later than its time
+        (one batched prediction for all of them)."""
+        if len(slots) == 0:
+            return []
+        x, P = self._combined(slots)
+        times = self.t[slots].copy()
+        if at_s is not None:
+            later = np.flatnonzero(at_s > times)
+            if len(later):
+                moved = slots[later]
+                prediction = imm_predict(
+                    self.xm[moved], self.Pm[moved], self.mu[moved], at_s - self.t[moved], self.config.imm
+                )
+                x[later], P[later] = prediction.combined()
+                times[later] = at_s
+        probabilities = self.cls[slots]
+        best_class = np.argmax(probabilities, axis=1).tolist()
+        statuses = self.status[slots].tolist()
+        last_update = self.last_update[slots].tolist()
+        state = x.tolist()
+        time_list = times.tolist()
+        out = []
+        for i, slot in enumerate(slots.tolist()):
+            meta = self._meta[slot]
+            east, north, velocity_east, velocity_north = state[i]
+            out.append(
+                TrackEstimate(
+                    track_id=meta.track_id,
+                    status=_STATUS[statuses[i]],
+                    time_s=time_list[i],
+                    east_m=east,
+                    north_m=north,
+                    velocity_east_mps=velocity_east,
+                    velocity_north_mps=velocity_north,
+                    covariance=P[i],
+                    class_probabilities=probabilities[i],
+                    target_class=CLASSES[best_class[i]],
+                    sensor_ids=frozenset(meta.sensor_ids),
+                    owners=frozenset(meta.owners),
+                    update_count=meta.update_count,
+                    first_seen_s=meta.first_seen_s,
+                    last_update_s=last_update[i],
+                    alt_m=meta.alt_m,
+                    evidence=tuple(meta.evidence),
+                    primary_owner=meta.primary_owner,
+                )
             )
-            x, P = prediction.combined()
-            time_s = at_s
-        else:
-            x, P = self._combined(slots)
-            time_s = float(self.t[slot])
-        meta = self._meta[slot]
-        probabilities = self.cls[slot].copy()
-        target_class, _ = best(probabilities)
-        return TrackEstimate(
-            track_id=meta.track_id,
-            status=_STATUS[int(self.status[slot])],
-            time_s=float(time_s),
-            east_m=float(x[0, 0]),
-            north_m=float(x[0, 1]),
-            velocity_east_mps=float(x[0, 2]),
-            velocity_north_mps=float(x[0, 3]),
-            covariance=P[0],
-            class_probabilities=probabilities,
-            target_class=target_class,
-            sensor_ids=frozenset(meta.sensor_ids),
-            owners=frozenset(meta.owners),
-            update_count=meta.update_count,
-            first_seen_s=meta.first_seen_s,
-            last_update_s=float(self.last_update[slot]),
-            alt_m=meta.alt_m,
-            evidence=tuple(meta.evidence),
-            primary_owner=meta.primary_owner,
-        )
+        return out
 
     def estimates(
         self, at_s: float | None = None, statuses: Iterable[TrackStatus] | None = None
     ) -> list[TrackEstimate]:
         """Every live track (optionally only some statuses), predicted to ``at_s``."""
-        wanted = set(statuses) if statuses is not None else None
-        out = []
-        for slot in self.active:
-            if wanted is None or _STATUS[int(self.status[slot])] in wanted:
-                out.append(self.estimate(int(slot), at_s))
-        return out
+        live = self.active
+        if statuses is not None:
+            codes = [code for code, status in _STATUS.items() if status in set(statuses)]
+            live = live[np.isin(self.status[live], codes)]
+        return self._estimates(live, at_s)
 
     def slot_of(self, track_id: str) -> int | None:
         for slot, meta in self._meta.items():
@@ -340,9 +364,9 @@ class Tracker:
         if scan.coverage is not None:
             self._count_misses(scan.coverage, scan.time_s, assigned_any)
         self.time_s = max(self.time_s, scan.time_s)
-        for slot in sorted(changed):
-            if self.status[slot] != FREE:
-                result.changed.append(self.estimate(slot))
+        if changed:
+            ordered = np.array(sorted(changed), dtype=np.intp)
+            result.changed = self._estimates(ordered[self.status[ordered] != FREE])
         return result
 
     def _associate_and_update(
@@ -351,10 +375,11 @@ class Tracker:
         live = self.active
         if len(live) == 0:
             return [], detections
-        positions = np.array([d.position_en() for d in detections])
+        is_polar = kind is MeasurementKind.POLAR
+        positions, variance = _positions_and_variance(detections, is_polar)
         # Coarse search: tracks whose constant-velocity position is near any detection.
         dt = scan_time_s - self.t[live]
-        x_now, _ = self._combined(live)
+        x_now = self._means(live)
         guess = x_now[:, :2] + x_now[:, 2:4] * np.maximum(dt, 0.0)[:, None]
         lo = positions.min(axis=0) - self.config.search_radius_m
         hi = positions.max(axis=0) + self.config.search_radius_m
@@ -376,9 +401,7 @@ class Tracker:
         else:  # radial velocity given for some detections only: gate on range and bearing
             z = np.array([d.z[:2] for d in detections])
             R = np.array([d.covariance[:2, :2] for d in detections])
-        is_polar = kind is MeasurementKind.POLAR
         sensor_en = np.asarray(detections[0].sensor_en) if is_polar else None
-        variance = np.array([_position_variance(d) for d in detections])
         assignment = associate(
             x, P, z, R, positions, variance, sensor_en, is_polar, self._gates[min(3, z.shape[1])]
         )
@@ -415,8 +438,22 @@ class Tracker:
         self.opportunities[slots] += 1
         x, P = self._combined(slots)
         fusion = self.config.classes
-        for i, slot in enumerate(slots.tolist()):
-            detection = detections[i]
+        probabilities = self.cls[slots]
+        likelihoods = [fusion.likelihood(d.sensor_type, d.target_class, d.confidence) for d in detections]
+        informative = [i for i, likelihood in enumerate(likelihoods) if likelihood is not None]
+        if informative:
+            reported = np.array(informative, dtype=np.intp)
+            probabilities[reported] = fusion.update_rows(
+                probabilities[reported], np.array([likelihoods[i] for i in informative])
+            )
+        speed = np.hypot(x[:, 2], x[:, 3])
+        speed_sigma = np.sqrt(np.maximum(0.0, (P[:, 2, 2] + P[:, 3, 3]) / 2.0))
+        self.cls[slots] = fusion.kinematics_rows(probabilities, speed, speed_sigma)
+        status = self.status[slots]
+        hits = np.bitwise_count(self.history[slots])
+        promoted = (status == COASTING) | ((status == TENTATIVE) & (hits >= self.config.confirm_m))
+        self.status[slots[promoted]] = CONFIRMED
+        for slot, detection in zip(slots.tolist(), detections, strict=True):
             meta = self._meta[slot]
             meta.update_count += 1
             meta.sensor_ids.add(detection.sensor_id)
@@ -424,17 +461,6 @@ class Tracker:
             meta.evidence.append(detection.event_id)
             if detection.alt_m is not None:
                 meta.alt_m = detection.alt_m
-            p = fusion.update(
-                self.cls[slot],
-                fusion.likelihood(detection.sensor_type, detection.target_class, detection.confidence),
-            )
-            speed = math.hypot(x[i, 2], x[i, 3])
-            speed_sigma = math.sqrt(max(0.0, (P[i, 2, 2] + P[i, 3, 3]) / 2.0))
-            self.cls[slot] = fusion.kinematics(p, speed, speed_sigma, None)
-            if self.status[slot] == COASTING or (
-                self.status[slot] == TENTATIVE and _hits(int(self.history[slot])) >= self.config.confirm_m
-            ):
-                self.status[slot] = CONFIRMED
 
     def _initiate(self, detection: Detection) -> int:
         slot = self._new_slot()
@@ -491,20 +517,24 @@ class Tracker:
         live = self.active
         if len(live) == 0:
             return
-        x, _ = self._combined(live)
+        x = self._means(live)
         dt = np.maximum(time_s - self.t[live], 0.0)
         position = x[:, :2] + x[:, 2:4] * dt[:, None]
         inside = coverage.contains(position[:, 0], position[:, 1])
-        missed = [int(s) for s in live[inside] if int(s) not in assigned and self.t[s] < time_s]
-        mask = (1 << self.config.confirm_n) - 1
-        for slot in missed:
-            self.history[slot] = (int(self.history[slot]) << 1) & mask
-            self.opportunities[slot] += 1
-            if self.status[slot] == TENTATIVE:
-                seen = min(int(self.opportunities[slot]), self.config.confirm_n)
-                possible = _hits(int(self.history[slot])) + (self.config.confirm_n - seen)
-                if possible < self.config.confirm_m:
-                    self._release(slot)
+        inside &= self.t[live] < time_s
+        if assigned:
+            inside &= ~np.isin(live, np.fromiter(assigned, dtype=np.intp, count=len(assigned)))
+        missed = live[inside]
+        if len(missed) == 0:
+            return
+        n = self.config.confirm_n
+        self.history[missed] = (self.history[missed] << 1) & ((1 << n) - 1)
+        self.opportunities[missed] += 1
+        tentative = missed[self.status[missed] == TENTATIVE]
+        seen = np.minimum(self.opportunities[tentative], n)
+        possible = np.bitwise_count(self.history[tentative]) + (n - seen)
+        for slot in tentative[possible < self.config.confirm_m].tolist():
+            self._release(slot)
 
     # -- time --------------------------------------------------------------------------------
 
@@ -519,21 +549,16 @@ class Tracker:
         _, P = self._combined(live)
         sigma = np.sqrt(np.maximum(0.0, (P[:, 0, 0] + P[:, 1, 1]) / 2.0))
         config = self.config
-        for i, slot in enumerate(live.tolist()):
-            status = int(self.status[slot])
-            if status == TENTATIVE:
-                if age[i] > config.tentative_timeout_s:
-                    self._release(slot)
-                continue
-            target_class, _ = best(self.cls[slot])
-            limit = config.max_coast_s.get(target_class, config.max_coast_s.get("unknown", 30.0))
-            if age[i] > limit or sigma[i] > config.max_position_sigma_m:
-                ended = self.estimate(slot)
-                result.ended.append(_with_status(ended, TrackStatus.LOST))
-                self._release(slot)
-            elif status == CONFIRMED and age[i] > config.coast_after_s:
-                self.status[slot] = COASTING
-                result.changed.append(self.estimate(slot, now_s))
+        status = self.status[live]
+        tentative = status == TENTATIVE
+        limit = self._coast_limits[np.argmax(self.cls[live], axis=1)]
+        lost = ~tentative & ((age > limit) | (sigma > config.max_position_sigma_m))
+        coasting = ~tentative & ~lost & (status == CONFIRMED) & (age > config.coast_after_s)
+        result.ended = [_with_status(e, TrackStatus.LOST) for e in self._estimates(live[lost])]
+        for slot in live[(tentative & (age > config.tentative_timeout_s)) | lost].tolist():
+            self._release(slot)
+        self.status[live[coasting]] = COASTING
+        result.changed = self._estimates(live[coasting], now_s)
         result.ended.extend(self._merge(now_s))
         return result
 
@@ -542,7 +567,7 @@ class Tracker:
         live = np.flatnonzero((self.status == CONFIRMED) | (self.status == COASTING))
         if len(live) < 2:
             return []
-        x, _ = self._combined(live)
+        x = self._means(live)
         dt = np.maximum(now_s - self.t[live], 0.0)
         position = x[:, :2] + x[:, 2:4] * dt[:, None]
         pairs = cKDTree(position).query_pairs(self.config.merge_distance_m, output_type="ndarray")
@@ -636,10 +661,6 @@ class Tracker:
         return tracker
 
 
-def _hits(history: int) -> int:
-    return history.bit_count()
-
-
 def _same_dim(detections: Sequence[Detection]) -> bool:
     return len({d.z.shape[0] for d in detections}) == 1
 
@@ -653,9 +674,23 @@ def _position_covariance(detection: Detection) -> Array:
     return np.asarray(detection.covariance[:2, :2], dtype=np.float64)
 
 
-def _position_variance(detection: Detection) -> float:
-    covariance = _position_covariance(detection)
-    return float(covariance[0, 0] + covariance[1, 1])
+def _positions_and_variance(detections: Sequence[Detection], is_polar: bool) -> tuple[Array, Array]:
+    """Point estimates (m, 2) of detections of one kind and their position variance (trace of the
+    position covariance, polar: first-order conversion ``J R Jᵀ``), vectorised."""
+    z = np.array([d.z[:2] for d in detections])
+    R = np.array([d.covariance[:2, :2] for d in detections])
+    if not is_polar:
+        return z, R[:, 0, 0] + R[:, 1, 1]
+    if any(d.sensor_en is None for d in detections):
+        raise ValueError("a polar measurement needs the sensor's position")
+    sites = np.array([d.sensor_en for d in detections], dtype=np.float64)
+    r, sin_b, cos_b = z[:, 0], np.sin(z[:, 1]), np.cos(z[:, 1])
+    positions = sites + r[:, None] * np.column_stack([sin_b, cos_b])
+    jacobian = np.empty((len(z), 2, 2))
+    jacobian[:, 0, 0], jacobian[:, 0, 1] = sin_b, r * cos_b
+    jacobian[:, 1, 0], jacobian[:, 1, 1] = cos_b, -r * sin_b
+    variance = np.einsum("kde,kef,kdf->k", jacobian, R, jacobian)
+    return positions, np.asarray(variance, dtype=np.float64)
 
 
 def _with_status(estimate: TrackEstimate, status: TrackStatus) -> TrackEstimate:
