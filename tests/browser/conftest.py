@@ -39,6 +39,9 @@ ARTIFACTS = ROOT / "artifacts" / "browser"
 README_IMAGES = ROOT / "docs" / "images"
 DESKTOP = {"width": 1920, "height": 1080}
 PHONE = {"width": 390, "height": 844}
+STACK_START_S = 240
+"""How long the session's stack may take to start: the first browser test's time limit includes it
+(three processes, each reading its topics, on a loaded 2-core machine)."""
 
 
 def token(**claims: Any) -> str:
@@ -82,7 +85,7 @@ def stack(
         ports={"ingest": free_port(), "correlator": free_port(), "alerts": free_port()},
         env={"LINDERO_KAFKA_PARTITIONS": "3", "LINDERO_ALERTS_STATIC_DIR": str(built_dashboard)},
     )
-    running.start()
+    running.start(timeout_s=STACK_START_S - 20)
     try:
         yield running
     finally:

@@ -16,7 +16,7 @@ from playwright.async_api import expect
 
 from services.core.localkafka import project_root
 from services.stack import Stack
-from tests.browser.conftest import Browsers, operator_token, rest, team_token
+from tests.browser.conftest import STACK_START_S, Browsers, operator_token, rest, team_token
 from tests.browser.scenario import report_status
 from tests.integration.conftest import wait_until
 
@@ -27,7 +27,7 @@ BROWSER_NETWORK_ERRORS = [
 ]
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(120 + STACK_START_S)
 async def test_sign_in_by_link_by_form_and_the_wrong_page(stack: Stack, browsers: Browsers) -> None:
     """Without a token the form asks for one and explains a refusal; a link's token is taken from
     the fragment and leaves the address bar; /team and /team/ both serve the team view; a team's
@@ -94,7 +94,7 @@ async def _start(stack: Stack, service: str) -> None:
     await wait_until(ready, 60, f"{service} to be ready again")
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(180 + STACK_START_S)
 async def test_a_restarted_server_loses_and_repeats_nothing(
     stack: Stack, browsers: Browsers, gateway_keys: dict[str, str]
 ) -> None:

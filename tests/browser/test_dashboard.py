@@ -17,7 +17,7 @@ from playwright.async_api import expect
 from services.alerts.domain.lifecycle import distance_m
 from services.core.config import LinderoConfig
 from services.stack import Stack
-from tests.browser.conftest import Browsers, operator_token, rest, team_token, token
+from tests.browser.conftest import STACK_START_S, Browsers, operator_token, rest, team_token, token
 from tests.browser.scenario import Walker
 from tests.integration.conftest import wait_until
 
@@ -60,7 +60,7 @@ async def crossing(
         await walker.stop()
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(240 + STACK_START_S)
 async def test_a_crossing_goes_from_radar_to_map_queue_team_and_back(
     stack: Stack, browsers: Browsers, crossing: Crossing, demo_config: LinderoConfig
 ) -> None:
@@ -169,7 +169,7 @@ async def test_a_crossing_goes_from_radar_to_map_queue_team_and_back(
     await expect(team_row).to_have_attribute("data-status", "available")
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(120 + STACK_START_S)
 async def test_a_partner_centre_sees_what_the_agreement_shares_and_nothing_more(
     stack: Stack, browsers: Browsers, crossing: Crossing, demo_config: LinderoConfig
 ) -> None:

@@ -7,7 +7,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from services.stack import Stack
-from tests.browser.conftest import Browsers, operator_token, team_token
+from tests.browser.conftest import STACK_START_S, Browsers, operator_token, team_token
 
 NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth"
 
@@ -35,7 +35,7 @@ async def inside_viewport(page: Page, selector: str) -> bool:
     )
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(120 + STACK_START_S)
 async def test_the_dashboard_fits_a_1920_screen_and_a_phone(stack: Stack, browsers: Browsers) -> None:
     """At 1920×1080 the queue, map, detail and teams are all on screen at once; on a phone they stack
     without sideways scrolling; no text is smaller than 11 px; the map is drawn from local outlines."""
@@ -69,7 +69,7 @@ async def test_the_dashboard_fits_a_1920_screen_and_a_phone(stack: Stack, browse
     await expect(team.page.locator("#current")).to_contain_text("No current dispatch")
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(120 + STACK_START_S)
 async def test_queue_filters_and_shortcuts(stack: Stack, browsers: Browsers) -> None:
     """The filters narrow the queue; ? shows the shortcuts; / goes to the search; m mutes."""
     desk = await browsers.open("/", "shortcuts", operator_token("cc-cucuta", "CO"))

@@ -183,7 +183,8 @@ async def test_a_tight_rate_limit_only_slows_the_scenario_down(
     start_ingest: IngestFactory, demo_config: LinderoConfig, demo_keys: dict[str, str], geography: Geography
 ) -> None:
     """Ingest answers 429 with Retry-After; the poster waits and every event still lands once."""
-    ingest = await start_ingest(rate_events_per_s=1000.0, rate_burst=300)
+    # A gateway posts about 270 of these events: its second batch of 100 must wait 2 s for tokens.
+    ingest = await start_ingest(rate_events_per_s=50.0, rate_burst=100)
     sim = scenario(demo_config, geography, 60.0, seed=22)
     settings = PosterSettings(base_url=ingest.url, speed=0.0, batch_size=100, keep_ids=True)
     stats = await GatewayPoster(settings, demo_keys).post(sim.events)
