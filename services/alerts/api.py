@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from schemas.alerts import AlertKind, AlertStatus, Severity
 from schemas.api import ActionRequest, TeamAnswer
@@ -23,6 +24,33 @@ from services.alerts.domain.sharing import Access
 from services.alerts.service import AlertsService, Bearer, Outcome, RequestError
 
 MAX_PAGE = 1_000
+
+
+class FieldProblem(BaseModel):
+    """One invalid parameter or body field."""
+
+    field: str
+    problem: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: why, as a sentence, or (422) each invalid field and its problem."""
+
+    detail: str | list[FieldProblem]
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _error("no bearer token, or not a valid one (expired, forged, wrong audience...)"),
+    403: _error("the token's claims do not fit the configuration, or the role may not do this"),
+    422: _error("invalid parameters or body: each field and its problem"),
+    503: _error("still reading its state from Kafka, or Kafka unavailable (Retry-After)"),
+}
+NOT_FOUND = {404: _error("no such item, or not one you may see")}
+NOT_JSON = {400: _error("the body is not JSON")}
 
 
 def service_of(request: Request) -> AlertsService:
@@ -70,7 +98,7 @@ def _page_key(state: AlertState) -> str:
 
 
 def build_router() -> APIRouter:
-    router = APIRouter(prefix="/v1")
+    router = APIRouter(prefix="/v1", responses=ERRORS)
 
     @router.get("/me", tags=["identity"], summary="Who the token says you are, and what you may see")
     async def me(caller: Caller) -> dict[str, Any]:
@@ -140,7 +168,9 @@ def build_router() -> APIRouter:
             "next_page": _page_key(page[-1]) if len(matching) > limit else None,
         }
 
-    @router.get("/alerts/{alert_id}", tags=["alerts"], summary="One alert, as you may see it")
+    @router.get(
+        "/alerts/{alert_id}", tags=["alerts"], summary="One alert, as you may see it", responses=NOT_FOUND
+    )
     async def get_alert(alert_id: Identifier, caller: Caller, service: Service) -> dict[str, Any]:
         service.require_ready()
         state = service.visible_state(caller.viewer, alert_id)
@@ -154,12 +184,13 @@ def build_router() -> APIRouter:
         tags=["alerts"],
         summary="Acknowledge, dispatch, resolve, mark false alarm, comment, reopen, cancel a dispatch",
         responses={
+            **NOT_JSON,
             200: {"description": "applied: the alert as it is now"},
             202: {"description": "accepted; the outcome comes on the stream (the lifecycle is slow)"},
-            403: {"description": "your role or the sharing agreements do not allow it (reason given)"},
-            404: {"description": "no such alert (or not one you may see)"},
-            409: {"description": "not allowed from the alert's status, or you saw an older version"},
-            503: {"description": "Kafka unavailable; Retry-After says when to try again"},
+            403: _error("your role or the sharing agreements do not allow it (reason given)"),
+            404: _error("no such alert (or not one you may see)"),
+            409: _error("not allowed from the alert's status, or you saw an older version"),
+            503: _error("Kafka unavailable; Retry-After says when to try again"),
         },
     )
     async def act(
@@ -215,6 +246,7 @@ def build_router() -> APIRouter:
         "/dispatches/{dispatch_id}/answer",
         tags=["dispatch"],
         summary="A team answers its dispatch: accept, decline, on scene, completed",
+        responses={**NOT_JSON, **NOT_FOUND, 409: _error("not allowed from the dispatch's status")},
     )
     async def answer(
         dispatch_id: Identifier, body: TeamAnswer, caller: Caller, service: Service
