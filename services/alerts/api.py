@@ -49,8 +49,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: _error("invalid parameters or body: each field and its problem"),
     503: _error("still reading its state from Kafka, or Kafka unavailable (Retry-After)"),
 }
-NOT_FOUND = {404: _error("no such item, or not one you may see")}
-NOT_JSON = {400: _error("the body is not JSON")}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _error("no such item, or not one you may see")}
+NOT_JSON: dict[int | str, dict[str, Any]] = {400: _error("the body is not JSON")}
 
 
 def service_of(request: Request) -> AlertsService:
