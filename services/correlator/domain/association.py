@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 from numpy.typing import NDArray
@@ -48,11 +49,12 @@ def _candidates(
 ) -> tuple[Index, Index]:
     tree = cKDTree(detection_positions)
     neighbours = tree.query_ball_point(track_positions, track_radius)
-    counts = np.fromiter((len(n) for n in neighbours), dtype=np.intp, count=len(neighbours))
-    if counts.sum() == 0:
+    counts = np.fromiter(map(len, neighbours), dtype=np.intp, count=len(neighbours))
+    total = int(counts.sum())
+    if total == 0:
         return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
     tracks = np.repeat(np.arange(len(neighbours), dtype=np.intp), counts)
-    detections = np.fromiter((j for n in neighbours for j in n), dtype=np.intp, count=int(counts.sum()))
+    detections = np.fromiter(chain.from_iterable(neighbours), dtype=np.intp, count=total)
     return tracks, detections
 
 

@@ -69,16 +69,7 @@ def imm_predict(xm: Array, Pm: Array, mu: Array, dt_s: Array, model: ImmModel) -
     # sum_i mu_i|j s_ij s_ijᵀ as Wᵀ W with rows W_i = sqrt(mu_i|j) s_ij
     spread = (xm[:, None, :, :] - x0[:, :, None, :]) * np.sqrt(mixing_t)[..., None]  # (k, j, i, 4)
     P0 += np.swapaxes(spread, 2, 3) @ spread
-    step = dt[:, None, None]
-    x_pred = x0.copy()
-    x_pred[..., :2] += x0[..., 2:] * step
-    step = step[..., None]
-    Pvv = P0[..., 2:, 2:]
-    P_pred = P0.copy()
-    P_pred[..., :2, 2:] += step * Pvv
-    P_pred[..., 2:, :2] += step * Pvv
-    P_pred[..., :2, :2] += step * (P0[..., :2, 2:] + P0[..., 2:, :2]) + step * step * Pvv
-    P_pred += np.asarray(model.q, dtype=np.float64)[None, :, None, None] * process_noise(dt, 1.0)[:, None]
+    x_pred, P_pred = _move(x0, P0, dt, np.asarray(model.q, dtype=np.float64)[None, :])
     return ImmPrediction(x_pred, P_pred, c / c.sum(axis=1, keepdims=True))
 
 
@@ -113,6 +104,39 @@ def inverse_and_logdet(S: Array) -> tuple[Array, Array]:
         return inv, np.log(det)
     inverse = np.asarray(np.linalg.inv(S), dtype=np.float64)
     return inverse, np.asarray(np.linalg.slogdet(S)[1], dtype=np.float64)
+
+
+def predict_combined(xm: Array, Pm: Array, mu: Array, dt_s: Array, model: ImmModel) -> tuple[Array, Array]:
+    """The moment-matched IMM prediction without the per-model states, (k, 4) and (k, 4, 4).
+
+    Mixing keeps the mixture's moments and every model moves with the same ``F``, so the
+    combined prediction is ``x = F x̄`` and ``P = F P̄ Fᵀ + sum_j c_j Q_j`` with ``x̄, P̄`` the
+    moments of the current mixture and ``c_j = sum_i pi_ij mu_i``: what
+    ``imm_predict(...).combined()`` gives, for a fraction of the work (gating, read-outs).
+    """
+    dt = np.maximum(np.asarray(dt_s, dtype=np.float64), 0.0)
+    x, P = combine(xm, Pm, mu)
+    c = (mu[:, None, :] @ model.switching(dt))[:, 0]
+    q = c @ np.asarray(model.q, dtype=np.float64)
+    return _move(x, P, dt, q)
+
+
+def _move(x: Array, P: Array, dt: Array, q: Array) -> tuple[Array, Array]:
+    """``F x`` and ``F P Fᵀ + Q(q)`` in closed form, for (k, ..., 4) states: with ``P`` in blocks
+    of position and velocity, ``F P Fᵀ = [[Ppp + dt (Ppv + Pvp) + dt² Pvv, Ppv + dt Pvv],
+    [Pvp + dt Pvv, Pvv]]``. ``dt`` (k,), ``q`` broadcasts against ``x``'s leading axes."""
+    extra = (1,) * (x.ndim - 2)
+    step = dt.reshape(-1, *extra, 1)
+    x_new = x.copy()
+    x_new[..., :2] += x[..., 2:] * step
+    step = step[..., None]
+    Pvv = P[..., 2:, 2:]
+    P_new = P.copy()
+    P_new[..., :2, 2:] += step * Pvv
+    P_new[..., 2:, :2] += step * Pvv
+    P_new[..., :2, :2] += step * (P[..., :2, 2:] + P[..., 2:, :2]) + step * step * Pvv
+    P_new += np.asarray(q)[..., None, None] * process_noise(dt, 1.0).reshape(-1, *extra, 4, 4)
+    return x_new, P_new
 
 
 def predict_position(x: Array, dt_s: Array) -> Array:

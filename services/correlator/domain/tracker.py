@@ -38,7 +38,13 @@ from schemas.tracks import TrackStatus
 from services.correlator.domain.association import associate, gate_threshold
 from services.correlator.domain.classification import CLASSES, ClassFusion
 from services.correlator.domain.detections import Detection, MeasurementKind
-from services.correlator.domain.filters import ImmPrediction, combine, imm_predict, imm_update
+from services.correlator.domain.filters import (
+    ImmPrediction,
+    combine,
+    imm_predict,
+    imm_update,
+    predict_combined,
+)
 from services.correlator.domain.motion import ImmModel
 
 Array = NDArray[np.float64]
@@ -287,10 +293,9 @@ class Tracker:
             later = np.flatnonzero(at_s > times)
             if len(later):
                 moved = slots[later]
-                prediction = imm_predict(
+                x[later], P[later] = predict_combined(
                     self.xm[moved], self.Pm[moved], self.mu[moved], at_s - self.t[moved], self.config.imm
                 )
-                x[later], P[later] = prediction.combined()
                 times[later] = at_s
         probabilities = self.cls[slots]
         best_class = np.argmax(probabilities, axis=1).tolist()
@@ -376,7 +381,8 @@ class Tracker:
         if len(live) == 0:
             return [], detections
         is_polar = kind is MeasurementKind.POLAR
-        positions, variance = _positions_and_variance(detections, is_polar)
+        batch = _Batch.of(detections, is_polar)
+        positions, variance = batch.positions_and_variance()
         # Coarse search: tracks whose constant-velocity position is near any detection.
         dt = scan_time_s - self.t[live]
         x_now = self._means(live)
@@ -387,47 +393,53 @@ class Tracker:
         candidates = live[near]
         if len(candidates) == 0:
             return [], detections
-        prediction = imm_predict(
+        x, P = predict_combined(
             self.xm[candidates],
             self.Pm[candidates],
             self.mu[candidates],
             scan_time_s - self.t[candidates],
             self.config.imm,
         )
-        x, P = prediction.combined()
-        if _same_dim(detections):
-            z = np.array([d.z for d in detections])
-            R = np.array([d.covariance for d in detections])
-        else:  # radial velocity given for some detections only: gate on range and bearing
-            z = np.array([d.z[:2] for d in detections])
-            R = np.array([d.covariance[:2, :2] for d in detections])
-        sensor_en = np.asarray(detections[0].sensor_en) if is_polar else None
+        # radial velocity given for some detections only: gate on range and bearing
+        z = batch.z if batch.same_dim else batch.z[:, :2]
+        R = batch.R if batch.same_dim else batch.R[:, :2, :2]
+        sensor_en = batch.sensors[0] if batch.sensors is not None else None
         assignment = associate(
             x, P, z, R, positions, variance, sensor_en, is_polar, self._gates[min(3, z.shape[1])]
         )
         if len(assignment.tracks) == 0:
             return [], detections
         slots = candidates[assignment.tracks]
-        chosen = [detections[j] for j in assignment.detections]
-        self._update(slots, chosen, is_polar)
+        self._update(slots, assignment.detections, detections, batch)
         taken = set(assignment.detections.tolist())
         return slots.tolist(), [d for j, d in enumerate(detections) if j not in taken]
 
-    def _update(self, slots: NDArray[np.intp], detections: list[Detection], is_polar: bool) -> None:
-        times = np.array([d.time_s for d in detections])
+    def _update(
+        self, slots: NDArray[np.intp], rows: NDArray[np.intp], every: list[Detection], batch: _Batch
+    ) -> None:
+        """Update the tracks in ``slots`` with the detections ``every[rows]`` (``batch`` holds
+        all of ``every`` as arrays)."""
+        detections = [every[j] for j in rows.tolist()]
+        times = batch.times[rows]
         prediction = imm_predict(
             self.xm[slots], self.Pm[slots], self.mu[slots], times - self.t[slots], self.config.imm
         )
-        groups: dict[int, list[int]] = {}
-        for i, detection in enumerate(detections):
-            groups.setdefault(detection.z.shape[0], []).append(i)
-        for rows in groups.values():
-            index = np.array(rows)
+        if batch.same_dim:
+            groups = [np.arange(len(rows))]
+        else:
+            by_dim: dict[int, list[int]] = {}
+            for i, detection in enumerate(detections):
+                by_dim.setdefault(detection.z.shape[0], []).append(i)
+            groups = [np.array(members, dtype=np.intp) for members in by_dim.values()]
+        for index in groups:
             part = ImmPrediction(prediction.xm[index], prediction.Pm[index], prediction.c[index])
-            z = np.array([detections[i].z for i in rows])
-            R = np.array([detections[i].covariance for i in rows])
-            sensors = np.array([detections[i].sensor_en for i in rows]) if is_polar else None
-            posterior = imm_update(part, z, R, sensors, is_polar)
+            if batch.same_dim:
+                z, R = batch.z[rows[index]], batch.R[rows[index]]
+            else:
+                z = np.array([detections[i].z for i in index.tolist()])
+                R = np.array([detections[i].covariance for i in index.tolist()])
+            sensors = batch.sensors[rows[index]] if batch.sensors is not None else None
+            posterior = imm_update(part, z, R, sensors, batch.is_polar)
             target = slots[index]
             self.xm[target] = posterior.xm
             self.Pm[target] = posterior.Pm
@@ -674,23 +686,49 @@ def _position_covariance(detection: Detection) -> Array:
     return np.asarray(detection.covariance[:2, :2], dtype=np.float64)
 
 
-def _positions_and_variance(detections: Sequence[Detection], is_polar: bool) -> tuple[Array, Array]:
-    """Point estimates (m, 2) of detections of one kind and their position variance (trace of the
-    position covariance, polar: first-order conversion ``J R Jᵀ``), vectorised."""
-    z = np.array([d.z[:2] for d in detections])
-    R = np.array([d.covariance[:2, :2] for d in detections])
-    if not is_polar:
-        return z, R[:, 0, 0] + R[:, 1, 1]
-    if any(d.sensor_en is None for d in detections):
-        raise ValueError("a polar measurement needs the sensor's position")
-    sites = np.array([d.sensor_en for d in detections], dtype=np.float64)
-    r, sin_b, cos_b = z[:, 0], np.sin(z[:, 1]), np.cos(z[:, 1])
-    positions = sites + r[:, None] * np.column_stack([sin_b, cos_b])
-    jacobian = np.empty((len(z), 2, 2))
-    jacobian[:, 0, 0], jacobian[:, 0, 1] = sin_b, r * cos_b
-    jacobian[:, 1, 0], jacobian[:, 1, 1] = cos_b, -r * sin_b
-    variance = np.einsum("kde,kef,kdf->k", jacobian, R, jacobian)
-    return positions, np.asarray(variance, dtype=np.float64)
+@dataclass(frozen=True)
+class _Batch:
+    """Detections of one kind as arrays, built once per scan."""
+
+    is_polar: bool
+    same_dim: bool
+    z: Array
+    """(m, d) measurements; (m, 2) range and bearing or position when dimensions differ."""
+    R: Array
+    times: Array
+    sensors: Array | None
+    """Polar: (m, 2) radar sites."""
+
+    @classmethod
+    def of(cls, detections: Sequence[Detection], is_polar: bool) -> _Batch:
+        same_dim = _same_dim(detections)
+        if same_dim:
+            z = np.array([d.z for d in detections])
+            R = np.array([d.covariance for d in detections])
+        else:
+            z = np.array([d.z[:2] for d in detections])
+            R = np.array([d.covariance[:2, :2] for d in detections])
+        sensors = None
+        if is_polar:
+            if any(d.sensor_en is None for d in detections):
+                raise ValueError("a polar measurement needs the sensor's position")
+            sensors = np.array([d.sensor_en for d in detections], dtype=np.float64)
+        times = np.array([d.time_s for d in detections])
+        return cls(is_polar, same_dim, z, R, times, sensors)
+
+    def positions_and_variance(self) -> tuple[Array, Array]:
+        """Point estimates (m, 2) and position variance (m,): the trace of the position
+        covariance (polar: first-order conversion ``J R Jᵀ``)."""
+        z, R = self.z[:, :2], self.R[:, :2, :2]
+        if self.sensors is None:
+            return z, R[:, 0, 0] + R[:, 1, 1]
+        r, sin_b, cos_b = z[:, 0], np.sin(z[:, 1]), np.cos(z[:, 1])
+        positions = self.sensors + r[:, None] * np.column_stack([sin_b, cos_b])
+        jacobian = np.empty((len(z), 2, 2))
+        jacobian[:, 0, 0], jacobian[:, 0, 1] = sin_b, r * cos_b
+        jacobian[:, 1, 0], jacobian[:, 1, 1] = cos_b, -r * sin_b
+        variance = np.einsum("kde,kef,kdf->k", jacobian, R, jacobian)
+        return positions, np.asarray(variance, dtype=np.float64)
 
 
 def _with_status(estimate: TrackEstimate, status: TrackStatus) -> TrackEstimate:
