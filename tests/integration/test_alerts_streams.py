@@ -1,5 +1,5 @@
 """Websocket feeds through the real broker: snapshot and live messages, resume without gaps,
-slow-client isolation, authentication and expiry, commands."""
+authentication and expiry, commands (slow and stuck clients: tests/faults/test_slow_clients.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import random
-import socket
 from typing import Any
 
 import orjson
-import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -167,43 +165,6 @@ async def test_reconnect_with_cursor_misses_nothing_and_repeats_nothing(
         assert held[alert_id]["alert"]["revision"] == view["alert"]["revision"], alert_id
     for alert_id, seen in versions.items():
         assert seen == sorted(set(seen)), f"{alert_id}: versions {seen} repeat or go back"
-
-
-async def test_a_client_that_stops_reading_is_dropped_and_nobody_waits(
-    start_alerts: AlertsFactory, make_kafka: KafkaFactory, request: pytest.FixtureRequest
-) -> None:
-    """A client that never reads is closed with 4008 and counted; a reading client gets everything."""
-    kafka = make_kafka()
-    alerts = await start_alerts(kafka, max_backlog=500)
-    token = alerts.token("operator", "cc-cucuta")
-    reader = await StreamClient.open(f"{alerts.ws_url}/v1/stream", token)
-    host, port = "127.0.0.1", alerts.port
-    stuck = socket.create_connection((host, port))
-    request.addfinalizer(stuck.close)
-    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stuck.sendall(
-        b"GET /v1/stream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    await asyncio.sleep(0.3)
-    hello = orjson.dumps({"type": "hello", "token": token})
-    mask = b"\x00\x00\x00\x00"
-    header = bytes([0x81, 0x80 | 126]) + len(hello).to_bytes(2, "big") + mask
-    stuck.sendall(header + hello)
-    await wait_until(lambda: asyncio.sleep(0, len(alerts.service.hub.clients) == 2), 10, "both clients")
-    count = 15_000
-    async with Producer(kafka) as producer:
-        await producer.tracks(track(i) for i in range(count))
-        await producer.alerts([crossing()])
-
-    async def dropped() -> bool:
-        return len(alerts.service.hub.clients) == 1
-
-    await wait_until(dropped, 60, "the stuck client to be dropped")
-    await reader.wait_for(lambda: len(reader.of_type("track")) >= count, 60, "every track")
-    metrics = (await alerts.client.get("/metrics")).text
-    assert 'lindero_alerts_dropped_clients_total{reason="slow"} 1.0' in metrics
-    await reader.close()
 
 
 async def test_hello_must_come_with_a_valid_token_in_time(
