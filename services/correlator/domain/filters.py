@@ -170,7 +170,7 @@ def polar(x: Array, sensor_en: Array, with_velocity: bool) -> tuple[Array, Array
 
 def linear_position(x: Array) -> tuple[Array, Array]:
     """Position ``h(x) = [e, n]`` (k, 2) and its Jacobian (k, 2, 4)."""
-    return x[:, :2].copy(), np.broadcast_to(_POSITION, (x.shape[0], 2, 4)).copy()
+    return x[:, :2].copy(), np.broadcast_to(_POSITION, (x.shape[0], 2, 4))
 
 
 def wrap(angle: Array) -> Array:
@@ -203,7 +203,7 @@ class ImmUpdate:
     Pm: Array
     mu: Array
     nis: Array
-    """Normalised innovation squared of the combined prediction, (k,)."""
+    """Normalised innovation squared of the combined prediction, (k,) (NaN when not asked for)."""
 
 
 def imm_update(
@@ -212,13 +212,14 @@ def imm_update(
     R: Array,
     sensor_en: Array | None,
     is_polar: bool,
+    with_nis: bool = True,
 ) -> ImmUpdate:
     """Extended Kalman update of every model with one measurement per track.
 
     ``z`` (k, d), ``R`` (k, d, d). Per model j: nu = z - h(x_j), S = H P H^T + R,
     K = P H^T S^-1, x += K nu, P = (I - K H) P (I - K H)^T + K R K^T; model likelihood
     N(nu; 0, S) updates the model probabilities: mu_j ∝ c_j N_j. All models of all tracks in one
-    batch (closed-form 2×2 and 3×3 inverses).
+    batch (closed-form 2×2 and 3×3 inverses). ``with_nis`` False skips the diagnostic NIS (NaN).
     """
     k, m = prediction.c.shape
     dim = z.shape[1]
@@ -244,6 +245,8 @@ def imm_update(
     mu /= mu.sum(axis=1, keepdims=True)
     mu = np.maximum(mu, 1e-9)
     mu /= mu.sum(axis=1, keepdims=True)
+    if not with_nis:
+        return ImmUpdate(xm, Pm, mu, np.full(k, np.nan))
     x, P_combined = prediction.combined()
     zhat, H = measure(x, sensor_en, dim, is_polar)
     nu = residual(z, zhat, is_polar)

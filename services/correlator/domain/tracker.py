@@ -439,7 +439,7 @@ class Tracker:
                 z = np.array([detections[i].z for i in index.tolist()])
                 R = np.array([detections[i].covariance for i in index.tolist()])
             sensors = batch.sensors[rows[index]] if batch.sensors is not None else None
-            posterior = imm_update(part, z, R, sensors, batch.is_polar)
+            posterior = imm_update(part, z, R, sensors, batch.is_polar, with_nis=False)
             target = slots[index]
             self.xm[target] = posterior.xm
             self.Pm[target] = posterior.Pm
