@@ -47,6 +47,11 @@ class Assignment:
 def _candidates(
     track_positions: Array, track_radius: Array, detection_positions: Array
 ) -> tuple[Index, Index]:
+    if len(track_positions) * len(detection_positions) <= _BRUTE_FORCE_PAIRS:
+        offset = track_positions[:, None, :] - detection_positions[None, :, :]
+        inside = np.einsum("kmd,kmd->km", offset, offset) <= (track_radius * track_radius)[:, None]
+        tracks, detections = np.nonzero(inside)
+        return tracks.astype(np.intp), detections.astype(np.intp)
     tree = cKDTree(detection_positions)
     neighbours = tree.query_ball_point(track_positions, track_radius)
     counts = np.fromiter(map(len, neighbours), dtype=np.intp, count=len(neighbours))
@@ -110,6 +115,11 @@ def _assign(ti: Index, dj: Index, d2: Array, cost: Array, k: int, m: int) -> Ass
     parts = [Assignment(ti[alone], dj[alone], d2[alone])]
     rest = np.flatnonzero(~alone)
     r_ti, r_dj = ti[rest], dj[rest]
+    if len(rest) <= _SMALL_CONTENTION:  # one dense block is cheaper than finding components
+        c_tracks, c_t = np.unique(r_ti, return_inverse=True)
+        c_dets, c_d = np.unique(r_dj, return_inverse=True)
+        parts.append(_solve(c_tracks, c_dets, c_t, c_d, d2[rest], cost[rest]))
+        return _concatenate(parts)
     graph = coo_matrix((np.ones(len(rest)), (r_ti, k + r_dj)), shape=(k + m, k + m))
     count, label = connected_components(graph, directed=False)
     component = label[r_ti]
@@ -132,6 +142,10 @@ def _assign(ti: Index, dj: Index, d2: Array, cost: Array, k: int, m: int) -> Ass
             c_tracks, c_t = np.unique(ti[chunk], return_inverse=True)
             c_dets, c_d = np.unique(dj[chunk], return_inverse=True)
             parts.append(_solve(c_tracks, c_dets, c_t, c_d, d2[chunk], cost[chunk]))
+    return _concatenate(parts)
+
+
+def _concatenate(parts: list[Assignment]) -> Assignment:
     return Assignment(
         np.concatenate([p.tracks for p in parts]),
         np.concatenate([p.detections for p in parts]),
@@ -152,3 +166,8 @@ def _solve(tracks: Index, dets: Index, t_pos: Index, d_pos: Index, d2: Array, co
 
 
 _IMPOSSIBLE = 1e12
+_BRUTE_FORCE_PAIRS = 2_000
+"""Up to this many track × detection pairs, the coarse search compares all of them (cheaper
+than building a k-d tree)."""
+_SMALL_CONTENTION = 12
+"""Up to this many contended pairs, one dense assignment (exact: components are independent)."""
