@@ -199,7 +199,12 @@ def free_port() -> int:
 
 
 def _kafka_uuid() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+    """A random cluster id as Kafka writes them; never starting with "-", which kafka-storage's
+    argument parser would take for an option (Kafka's own ``Uuid.randomUuid`` avoids it too)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 def _port_open(port: int) -> bool:
