@@ -159,6 +159,9 @@ class Processor:
         self.owner: dict[TopicPartition, PartitionTask] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.producers: dict[Any, AIOKafkaProducer] = {}
+        self.commit_locks: dict[Any, asyncio.Lock] = {}
+        """One per task key: the rebalance listener (the consumer's coordinator task) and the run
+        loop never use a task's producer at the same time (one transaction at a time)."""
         self.ready = False
 
     def _key(self, tp: TopicPartition) -> Any:
@@ -269,22 +272,29 @@ class Processor:
 
     async def release(self, revoked: Iterable[TopicPartition]) -> None:
         for key in {self._key(tp) for tp in revoked}:
-            task = self.tasks.pop(key, None)
-            producer = self.producers.pop(key, None)
-            if task is None or producer is None:
-                continue
-            for tp in task.tps:
-                self.owner.pop(tp, None)
-            try:
-                await self._commit(task, producer, final=True)
-            except KafkaError as exc:
-                log.warning("final commit of %s failed: %s", key, exc)
-            finally:
-                with contextlib.suppress(KafkaError):
-                    await producer.stop()
+            async with self._commit_lock(key):  # after a commit in flight, never beside it
+                task = self.tasks.pop(key, None)
+                producer = self.producers.pop(key, None)
+                if task is None or producer is None:
+                    continue
+                for tp in task.tps:
+                    self.owner.pop(tp, None)
+                try:
+                    await self._commit(task, producer, final=True)
+                except KafkaError as exc:
+                    log.warning("final commit of %s failed: %s", key, exc)
+                finally:
+                    with contextlib.suppress(KafkaError):
+                        await producer.stop()
             log.info(
                 "released partitions", extra={"partitions": [f"{tp.topic}/{tp.partition}" for tp in task.tps]}
             )
+
+    def _commit_lock(self, key: Any) -> asyncio.Lock:
+        lock = self.commit_locks.get(key)
+        if lock is None:
+            lock = self.commit_locks[key] = asyncio.Lock()
+        return lock
 
     async def _load(self, task: PartitionTask) -> None:
         consumer = self._consumer()
@@ -301,9 +311,11 @@ class Processor:
     # -- commits -----------------------------------------------------------------------------
 
     async def commit(self, task: PartitionTask) -> None:
-        producer = self.producers.get(self._key(task.tp))
-        if producer is not None:
-            await self._commit(task, producer)
+        key = self._key(task.tp)
+        async with self._commit_lock(key):
+            producer = self.producers.get(key)
+            if producer is not None and self.tasks.get(key) is task:  # not released meanwhile
+                await self._commit(task, producer)
 
     async def _commit(self, task: PartitionTask, producer: AIOKafkaProducer, final: bool = False) -> None:
         task.last_commit = time.monotonic()
