@@ -31,8 +31,18 @@ class _Section(BaseModel):
 class TrackingConfig(_Section):
     """Tracker parameters (see services/correlator/domain/tracker.py)."""
 
-    quiet_q: float = Field(default=0.01, gt=0, description="IMM quiet-model acceleration noise, m²/s³")
-    manoeuvre_q: float = Field(default=1.0, gt=0, description="IMM manoeuvre-model acceleration noise, m²/s³")
+    quiet_q: float = Field(
+        default=0.3,
+        gt=0,
+        description="IMM quiet-model acceleration noise, m²/s³ (steady walking or driving: "
+        "about 0.8 m/s of velocity drift per 2 s radar revolution)",
+    )
+    manoeuvre_q: float = Field(
+        default=6.0,
+        gt=0,
+        description="IMM manoeuvre-model acceleration noise, m²/s³ (turns, stops, starts: "
+        "accelerations of about 2 m/s²)",
+    )
     gate_probability: float = Field(default=0.9995, gt=0.5, lt=1, description="chi-square gate probability")
     confirm_m: int = Field(default=3, ge=1, description="detections needed among the last confirm_n chances")
     confirm_n: int = Field(default=5, ge=1, le=30)
@@ -43,7 +53,11 @@ class TrackingConfig(_Section):
         default=6.0, gt=0, description="confirmed -> coasting after this long unseen"
     )
     max_coast_s: float = Field(
-        default=40.0, gt=0, description="coasting -> lost after this long unseen (persons)"
+        default=20.0,
+        gt=0,
+        description="coasting -> lost after this long unseen (persons; other classes scale: vehicles "
+        "11 s, aircraft 7 s); ten radar revolutions, after which a walker's track is no longer "
+        "where a team should go",
     )
     max_position_sigma_m: float = Field(default=400.0, gt=0, description="lost when more uncertain than this")
     publish_interval_s: float = Field(
