@@ -277,22 +277,32 @@ class Publisher:
 
     # -- writing -----------------------------------------------------------------------------
 
-    async def _partition_for(self, topic: str, key: bytes) -> int:
+    async def prepare(self, topic: str) -> None:
+        """Learn ``topic``'s partition count (once), so that :meth:`submit` never has to wait."""
+        if topic in self._partition_counts:
+            return
+        try:
+            async with asyncio.timeout(self._stall_s):
+                partitions = await self._producer.partitions_for(topic)
+        except (KafkaError, TimeoutError) as exc:
+            raise KafkaUnavailable(f"no metadata for topic {topic}: {exc}") from exc
+        self._partition_counts[topic] = len(partitions)
+
+    def _partition_for(self, topic: str, key: bytes) -> int:
         count = self._partition_counts.get(topic)
         if count is None:
-            try:
-                async with asyncio.timeout(self._stall_s):
-                    partitions = await self._producer.partitions_for(topic)
-            except (KafkaError, TimeoutError) as exc:
-                raise KafkaUnavailable(f"no metadata for topic {topic}: {exc}") from exc
-            count = self._partition_counts[topic] = len(partitions)
+            raise KafkaUnavailable(f"no metadata for topic {topic} yet")
         # Same rule as Kafka's default partitioner, so every client agrees on key -> partition.
         partition: int = (murmur2(key) & 0x7FFFFFFF) % count
         self._key_partition[(topic, key)] = partition
         return partition
 
-    async def submit(self, topic: str, records: Sequence[Record]) -> Ticket:
-        """Queue records for ``topic``; raises :class:`KafkaUnavailable` instead when it must."""
+    def submit(self, topic: str, records: Sequence[Record]) -> Ticket:
+        """Queue records for ``topic``; raises :class:`KafkaUnavailable` instead when it must.
+
+        It never waits (call :meth:`prepare` first), so a caller can check for duplicates and
+        record what it submitted without another request slipping in between.
+        """
         if not self.available:
             raise KafkaUnavailable(self.unavailable_reason())
         if self._pending + len(records) > self._max_pending:
@@ -303,7 +313,7 @@ class Publisher:
         partitions: list[int] = []
         for key, _, _ in records:
             partition = known.get((topic, key))
-            partitions.append(partition if partition is not None else await self._partition_for(topic, key))
+            partitions.append(partition if partition is not None else self._partition_for(topic, key))
         ticket = Ticket(len(records), asyncio.get_running_loop().create_future(), time.monotonic())
         woken: set[_Partition] = set()
         for position, ((key, value, headers), partition) in enumerate(zip(records, partitions, strict=True)):
