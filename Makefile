@@ -11,12 +11,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv kafka-runtime web chromium lint format test test-unit test-integration demo bench bench-fanout clean
+.PHONY: help venv kafka-runtime web chromium lint format test test-unit test-integration demo bench bench-fanout bench-e2e soak clean
 
 help:
 	@echo "make demo   - set up and run the live demo (Ctrl-C stops everything)"
 	@echo "make test   - set up from scratch and run lint + all tests against a real Kafka"
-	@echo "make test-unit, make lint, make format, make web, make bench, make bench-fanout, make clean"
+	@echo "make test-unit, make lint, make format, make web, make bench, make bench-fanout, make bench-e2e, make soak, make clean"
 
 $(STAMP):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -78,6 +78,12 @@ bench-fanout: venv kafka-runtime
 	@command -v npm >/dev/null || { echo "Node.js 18+ and npm are required (Debian: apt-get install nodejs npm)"; exit 2; }
 	@cd bench/node && npm ci --no-audit --no-fund --silent
 	@$(BIN)/python bench/fanout.py $(FANOUT_ARGS)
+
+bench-e2e: venv kafka-runtime
+	@$(BIN)/python bench/e2e.py $(E2E_ARGS)
+
+soak: venv kafka-runtime
+	@$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	@-$(BIN)/lindero kafka down 2>/dev/null
