@@ -38,6 +38,10 @@ class MeasurementKind(StrEnum):
     PRESENCE = "presence"
 
 
+_ELEVATION_SIGMA_DEG = 1.0
+"""A radar's elevation noise when neither the event nor the sensor says."""
+
+
 @dataclass(frozen=True, slots=True)
 class Detection:
     """One measurement of one sensor at one time, in the region's local frame."""
@@ -62,6 +66,8 @@ class Detection:
     confidence: float | None = None
     alt_m: float | None = None
     """Target altitude above the ellipsoid, when the sensor measured it."""
+    alt_sigma_m: float | None = None
+    """One sigma of ``alt_m`` (a radar's elevation noise grows with range: ~175 m at 10 km for 1 deg)."""
 
     def position_en(self) -> tuple[float, float]:
         """A point estimate of where the target is (for rules and initiation)."""
@@ -95,6 +101,7 @@ def from_record(record: SensorEventRecord, frame: LocalFrame, sensors: SensorReg
             target_class=event.target_class.value,
             confidence=event.confidence,
             alt_m=event.detection.alt_m,
+            alt_sigma_m=sigma,
         )
     return _ground(
         record, event, frame, config.ground.detection_radius_m if isinstance(config, GroundSensor) else 40.0
@@ -111,6 +118,7 @@ def _detection(
     target_class: str | None = None,
     confidence: float | None = None,
     alt_m: float | None = None,
+    alt_sigma_m: float | None = None,
 ) -> Detection:
     event = record.event
     return Detection(
@@ -127,6 +135,7 @@ def _detection(
         target_class=target_class,
         confidence=confidence,
         alt_m=alt_m,
+        alt_sigma_m=alt_sigma_m,
     )
 
 
@@ -145,6 +154,7 @@ def _radar(
             target_class=target_class,
             confidence=event.confidence,
             alt_m=event.plot.alt_m,
+            alt_sigma_m=sigma,
         )
     site = event.site or record.sensor_site
     if site is None:
@@ -154,12 +164,14 @@ def _radar(
     site_e, site_n, _ = frame.to_enu(site.lat, site.lon, site.alt_m or 0.0)
     range_sigma = event.range_sigma_m or (params.range_sigma_m if params else 15.0)
     bearing_sigma = math.radians(event.bearing_sigma_deg or (params.bearing_sigma_deg if params else 0.6))
-    alt_m = None
+    alt_m = alt_sigma_m = None
     ground_range = event.range_m
     if event.elevation_deg is not None:
         elevation = math.radians(event.elevation_deg)
+        elevation_sigma = math.radians(event.elevation_sigma_deg or _ELEVATION_SIGMA_DEG)
         ground_range = event.range_m * math.cos(elevation)
         alt_m = (site.alt_m or 0.0) + event.range_m * math.sin(elevation)
+        alt_sigma_m = math.hypot(ground_range * elevation_sigma, math.sin(elevation) * range_sigma)
     if event.radial_velocity_mps is not None:
         velocity_sigma = event.radial_velocity_sigma_mps or 1.0
         z = np.array([ground_range, math.radians(event.bearing_deg), event.radial_velocity_mps])
@@ -176,6 +188,7 @@ def _radar(
         target_class=target_class,
         confidence=event.confidence,
         alt_m=alt_m,
+        alt_sigma_m=alt_sigma_m,
     )
 
 

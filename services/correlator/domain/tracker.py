@@ -52,6 +52,10 @@ Array = NDArray[np.float64]
 FREE, TENTATIVE, CONFIRMED, COASTING = 0, 1, 2, 3
 _STATUS = {TENTATIVE: TrackStatus.TENTATIVE, CONFIRMED: TrackStatus.CONFIRMED, COASTING: TrackStatus.COASTING}
 _EVIDENCE = 20
+_ALT_SIGMA_M = 30.0
+"""One sigma of a measured altitude when the sensor does not say."""
+_ALT_DRIFT_M2_PER_S = 25.0
+"""How fast an altitude estimate goes stale: a random walk of 5 m per square-root second."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +192,27 @@ class _Meta:
     evidence: deque[str] = field(default_factory=lambda: deque(maxlen=_EVIDENCE))
     update_count: int = 0
     alt_m: float | None = None
+    alt_var: float = 0.0
+    """Variance of ``alt_m``, m^2 (as of ``alt_time_s``)."""
+    alt_time_s: float = 0.0
+
+    def fuse_altitude(self, detection: Detection) -> None:
+        """Fold a measured altitude into the estimate (a scalar Kalman filter on a random walk).
+
+        One radar altitude at long range is hundreds of metres off (elevation noise times range);
+        weighting each by its variance keeps the estimate close to what the sensors agree on.
+        """
+        if detection.alt_m is None:
+            return
+        r = max(detection.alt_sigma_m or _ALT_SIGMA_M, 1.0) ** 2
+        if self.alt_m is None:
+            self.alt_m, self.alt_var, self.alt_time_s = detection.alt_m, r, detection.time_s
+            return
+        var = self.alt_var + _ALT_DRIFT_M2_PER_S * max(0.0, detection.time_s - self.alt_time_s)
+        gain = var / (var + r)
+        self.alt_m += gain * (detection.alt_m - self.alt_m)
+        self.alt_var = (1.0 - gain) * var
+        self.alt_time_s = max(self.alt_time_s, detection.time_s)
 
 
 @dataclass
@@ -471,8 +496,7 @@ class Tracker:
             meta.sensor_ids.add(detection.sensor_id)
             meta.owners.add(detection.owner)
             meta.evidence.append(detection.event_id)
-            if detection.alt_m is not None:
-                meta.alt_m = detection.alt_m
+            meta.fuse_altitude(detection)
 
     def _initiate(self, detection: Detection) -> int:
         slot = self._new_slot()
@@ -517,7 +541,7 @@ class Tracker:
         meta.sensor_ids.add(detection.sensor_id)
         meta.owners.add(detection.owner)
         meta.evidence.append(detection.event_id)
-        meta.alt_m = detection.alt_m
+        meta.fuse_altitude(detection)
         self._meta[slot] = meta
         if self.config.confirm_m <= 1:
             self.status[slot] = CONFIRMED
@@ -637,6 +661,8 @@ class Tracker:
                     "evidence": list(m.evidence),
                     "update_count": m.update_count,
                     "alt_m": m.alt_m,
+                    "alt_var": m.alt_var,
+                    "alt_time_s": m.alt_time_s,
                     "primary_owner": list(m.primary_owner),
                 }
                 for m in (self._meta[int(s)] for s in live)
@@ -666,6 +692,8 @@ class Tracker:
                 evidence=deque(meta["evidence"], maxlen=_EVIDENCE),
                 update_count=meta["update_count"],
                 alt_m=meta["alt_m"],
+                alt_var=float(meta.get("alt_var", 0.0)),
+                alt_time_s=float(meta.get("alt_time_s", 0.0)),
                 primary_owner=(meta["primary_owner"][0], meta["primary_owner"][1]),
             )
         tracker.next_id = int(state["next_id"])

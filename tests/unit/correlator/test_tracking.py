@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -324,3 +325,41 @@ def test_capacity_grows_beyond_the_initial_table() -> None:
     detections = [_point_detection(f"e{i}", 300.0 * (i % 20), 300.0 * (i // 20)) for i in range(300)]
     tracker.process(Scan("uav-1", 0.0, detections))
     assert tracker.counts()["confirmed"] == 300
+
+
+def test_altitude_is_filtered_by_each_measurements_variance() -> None:
+    """An aircraft at 120 m seen by a far radar (altitudes ±175 m) and now and then by a drone (±10 m):
+    the track's altitude stays near the truth, not at the last noisy radar reading."""
+    rng = np.random.default_rng(3)
+    tracker = Tracker("test")
+    raw_errors, track_errors = [], []
+    for step in range(60):
+        t = float(step)
+        radar = dataclasses.replace(
+            _point_detection(f"r{step}", 10_000.0 + 30 * t, 0.0, t, sigma=30.0),
+            sensor_id="rdr-1",
+            sensor_type="radar",
+            target_class="aircraft",
+            alt_m=120.0 + float(rng.normal(0.0, 175.0)),
+            alt_sigma_m=175.0,
+        )
+        scans = [radar]
+        if step % 15 == 14:
+            scans.append(
+                dataclasses.replace(
+                    _point_detection(f"d{step}", 10_000.0 + 30 * t, 0.0, t + 0.5, sigma=10.0),
+                    target_class="aircraft",
+                    alt_m=120.0 + float(rng.normal(0.0, 10.0)),
+                    alt_sigma_m=10.0,
+                )
+            )
+        for detection in scans:
+            tracker.process(Scan(detection.sensor_id, detection.time_s, [detection]))
+        tracker.advance(t + 0.5)
+        (estimate,) = tracker.estimates()
+        assert estimate.alt_m is not None
+        if step >= 20:
+            raw_errors.append(abs(radar.alt_m - 120.0))  # type: ignore[operator]
+            track_errors.append(abs(estimate.alt_m - 120.0))
+    assert max(track_errors) < 40.0
+    assert max(raw_errors) > 150.0, "the radar's readings should have been far off to prove anything"
