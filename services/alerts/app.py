@@ -81,6 +81,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop.clear()
         task = asyncio.create_task(service.run(stop), name="alerts-service")
+        task.add_done_callback(service.report_failure)
         try:
             yield
         finally:
@@ -123,9 +124,15 @@ def create_app(
     async def team_stream(websocket: WebSocket, team_id: str) -> None:
         await Stream(service, websocket, team_id).run()
 
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get(
+        "/healthz",
+        tags=["operations"],
+        responses={503: {"description": "the service's Kafka parts failed: restart the process"}},
+    )
+    async def healthz() -> JSONResponse:
+        if service.failure is not None:
+            return JSONResponse({"status": "failed", "reason": service.failure}, status_code=503)
+        return JSONResponse({"status": "ok"})
 
     @app.get(
         "/readyz",

@@ -146,6 +146,8 @@ class AlertsService:
         self.waiters: dict[str, asyncio.Future[Outcome]] = {}
         self.store.listeners.append(self._on_change)
         self.started = False
+        self.failure: str | None = None
+        """Why the Kafka parts died, if they did (/healthz then answers 503)."""
         path = config.geography_path
         self.geography: dict[str, Any] = (
             orjson.loads(path.read_bytes())
@@ -161,6 +163,15 @@ class AlertsService:
         """Caught up with Kafka, able to send actions, and (when it runs one) the lifecycle running."""
         lifecycle_ok = self.lifecycle is None or self.lifecycle.processor.ready
         return self.store.ready.is_set() and self.producer is not None and lifecycle_ok
+
+    def report_failure(self, task: asyncio.Task[None]) -> None:
+        """``run`` ended by an unexpected error: log it and fail /healthz so the process is restarted
+        (a liveness probe, a supervisor) rather than answering 503 forever."""
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        self.failure = f"{type(error).__name__}: {error}"
+        log.critical("the alerts service's Kafka parts failed: %s", self.failure, exc_info=error)
 
     def readiness(self) -> dict[str, Any]:
         return {

@@ -30,7 +30,7 @@ from schemas.lifecycle import AlertState, AuditRecord, Dispatch
 from schemas.topics import ALERT_STATE, AUDIT, DISPATCHES, TRACKS
 from schemas.tracks import Track
 from services.alerts.lifecycle import TeamBoard
-from services.core.kafka import KafkaSettings, topic_partitions
+from services.core.kafka import KafkaSettings, KafkaSetupError, topic_partitions
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +168,9 @@ class Store:
         await consumer.start()
         try:
             found = await topic_partitions(self.kafka, list(self.topics))
+            missing = sorted(set(self.topics) - {topic for topic, numbers in found.items() if numbers})
+            if missing:
+                raise KafkaSetupError(f"topics not available yet: {', '.join(missing)}")
             partitions = [TopicPartition(topic, p) for topic, numbers in found.items() for p in numbers]
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)

@@ -7,6 +7,7 @@ created. Topic names come only from :mod:`schemas.topics`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Iterable
@@ -23,6 +24,7 @@ from services.core.localkafka import DEFAULT_PORT
 log = logging.getLogger(__name__)
 
 _TOPIC_EXISTS = 36
+_LEADER_NOT_AVAILABLE = 5
 
 
 class KafkaSetupError(Exception):
@@ -129,12 +131,35 @@ async def ensure_topics(settings: KafkaSettings, topics: list[Topic]) -> list[st
         await admin.close()
 
 
-async def topic_partitions(settings: KafkaSettings, topics: Iterable[str]) -> dict[str, list[int]]:
-    """Partition numbers of each existing topic (topics that do not exist are left out)."""
+async def topic_partitions(
+    settings: KafkaSettings, topics: Iterable[str], settle_s: float = 15.0
+) -> dict[str, list[int]]:
+    """Partition numbers of each existing topic (topics that do not exist are left out).
+
+    A topic created a moment ago can be described before its partitions have leaders (error 5,
+    LEADER_NOT_AVAILABLE, or a partition without a leader); it is described again, for up to
+    ``settle_s``, rather than reported absent or partly there.
+    """
+    wanted = list(topics)
     admin = AIOKafkaAdminClient(client_id=f"{settings.client_id}-admin", **settings.client_options())
     await admin.start()
     try:
-        described = await admin.describe_topics(list(topics))
+        deadline = asyncio.get_running_loop().time() + settle_s
+        while True:
+            described = await admin.describe_topics(wanted)
+            settling = [
+                entry["topic"]
+                for entry in described
+                if entry["error_code"] == _LEADER_NOT_AVAILABLE
+                or (
+                    entry["error_code"] == 0
+                    and any(p["error_code"] != 0 or p["leader"] < 0 for p in entry["partitions"])
+                )
+            ]
+            if not settling or asyncio.get_running_loop().time() > deadline:
+                break
+            log.info("topics without partition leaders yet: %s; describing again", settling)
+            await asyncio.sleep(0.25)
     finally:
         await admin.close()
     return {
