@@ -255,7 +255,8 @@ def paths() -> dict[str, Any]:
 def extend(document: dict[str, Any]) -> dict[str, Any]:
     """Add the event endpoints, their schemas and the API-key security schemes to ``document``."""
     out = copy.deepcopy(document)
-    out.setdefault("paths", {}).update(paths())
+    # A copy: whoever changes the document (a fuzzer does) must not change the shared examples.
+    out.setdefault("paths", {}).update(copy.deepcopy(paths()))
     components = out.setdefault("components", {})
     components.setdefault("schemas", {}).update(_schemas())
     components.setdefault("securitySchemes", {}).update(
