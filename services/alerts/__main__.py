@@ -2,59 +2,24 @@
 
 from __future__ import annotations
 
-import gc
-import logging
-import sys
-
-import uvicorn
-from pydantic import ValidationError
+from typing import Any
 
 from services.alerts.app import create_app
 from services.alerts.settings import AlertsSettings
-from services.core import logging as lindero_logging
-from services.core.config import ConfigError, load_config
-from services.core.serving import uvicorn_tls
+from services.core.serving import run_service
 
-log = logging.getLogger("services.alerts")
+
+def _websockets(settings: AlertsSettings) -> dict[str, Any]:
+    return {
+        "ws": "websockets-sansio",
+        "ws_max_size": settings.max_message_bytes,
+        "ws_ping_interval": 20.0,
+        "ws_ping_timeout": 20.0,
+    }
 
 
 def main() -> int:
-    try:
-        settings = AlertsSettings()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
-        )
-        sys.stderr.write(f"alerts settings: {problems}\n")
-        return 2
-    lindero_logging.configure(settings.log_level, json=settings.log_json)
-    try:
-        config = load_config(settings.config)
-    except ConfigError as exc:
-        sys.stderr.write(f"{exc}\n")
-        return 2
-    gc.set_threshold(50_000, 20, 100)
-    app = create_app(settings, config)
-    log.info("alerts listening", extra={"host": settings.host, "port": settings.port})
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        ws="websockets-sansio",
-        ws_max_size=settings.max_message_bytes,
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        server_header=False,
-        **uvicorn_tls(settings),
-        proxy_headers=False,
-        timeout_graceful_shutdown=10,
-    )
-    return 0
+    return run_service("alerts", AlertsSettings, create_app, graceful_s=10, options=_websockets)
 
 
 if __name__ == "__main__":

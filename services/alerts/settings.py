@@ -8,11 +8,11 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from services.core.kafka import KafkaSettings
-from services.core.serving import ServerTls
+from services.core.serving import ServiceSettings
 from services.core.tokens import TokenSettings
 
 
-class AlertsSettings(ServerTls):
+class AlertsSettings(ServiceSettings):
     """Settings of one alerts-service instance (several run behind a load balancer)."""
 
     model_config = SettingsConfigDict(env_prefix="LINDERO_ALERTS_", frozen=True, extra="ignore")

@@ -8,10 +8,10 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from services.core.kafka import KafkaSettings
-from services.core.serving import ServerTls
+from services.core.serving import ServiceSettings
 
 
-class CorrelatorSettings(ServerTls):
+class CorrelatorSettings(ServiceSettings):
     """Settings of one correlator instance (several instances share the work by consumer group)."""
 
     model_config = SettingsConfigDict(env_prefix="LINDERO_CORRELATOR_", frozen=True, extra="ignore")

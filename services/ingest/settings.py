@@ -11,10 +11,10 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from services.core.kafka import KafkaSettings
-from services.core.serving import ServerTls
+from services.core.serving import ServiceSettings
 
 
-class IngestSettings(ServerTls):
+class IngestSettings(ServiceSettings):
     """Settings of one ingest instance."""
 
     model_config = SettingsConfigDict(env_prefix="LINDERO_INGEST_", frozen=True, extra="ignore")
