@@ -93,6 +93,35 @@ def _owners(track: TrackEstimate) -> tuple[tuple[str, str], ...]:
     return (track.primary_owner, *rest)
 
 
+def _about(
+    track: TrackEstimate,
+    *,
+    kind: AlertKind,
+    severity: Severity,
+    summary: str,
+    details: dict[str, Any],
+    key: str | None = None,
+    at: tuple[float, float] | None = None,
+) -> Finding:
+    """A finding about one track: keyed by its id (unless ``key``), at its time and position (or
+    ``at``), with its sensors, owners and evidence."""
+    east_m, north_m = at if at is not None else (track.east_m, track.north_m)
+    return Finding(
+        kind=kind,
+        key=key or track.track_id,
+        severity=severity,
+        time_s=track.time_s,
+        east_m=east_m,
+        north_m=north_m,
+        summary=summary,
+        track_ids=(track.track_id,),
+        sensor_ids=tuple(sorted(track.sensor_ids)),
+        owners=_owners(track),
+        evidence=track.evidence,
+        details=details,
+    )
+
+
 def _label(track: TrackEstimate) -> str:
     return _LABEL.get(track.target_class, "Target")
 
@@ -145,21 +174,14 @@ class BorderCrossing:
             border_name = border.name if border else f"{before}–{view.jurisdiction}"
             direction = f"{before}->{view.jurisdiction}"
             out.append(
-                Finding(
+                _about(
+                    track,
                     kind=AlertKind.BORDER_CROSSING,
-                    key=track.track_id,
                     severity=Severity(self.config.severity),
-                    time_s=track.time_s,
-                    east_m=track.east_m,
-                    north_m=track.north_m,
                     summary=(
                         f"{_label(track)} crossed {before}→{view.jurisdiction} ({border_name} border), "
                         f"{track.speed_mps:.1f} m/s"
                     ),
-                    track_ids=(track.track_id,),
-                    sensor_ids=tuple(sorted(track.sensor_ids)),
-                    owners=_owners(track),
-                    evidence=track.evidence,
                     details={
                         "direction": direction,
                         "from": before,
@@ -207,18 +229,12 @@ class RestrictedZone:
                 entered = self.inside.setdefault(key, track.time_s)
                 dwell = track.time_s - entered
                 out.append(
-                    Finding(
+                    _about(
+                        track,
                         kind=AlertKind.RESTRICTED_ZONE,
                         key=key,
                         severity=Severity(zone.severity),
-                        time_s=track.time_s,
-                        east_m=track.east_m,
-                        north_m=track.north_m,
                         summary=f"{_label(track)} inside restricted zone {zone.name} for {dwell:.0f} s",
-                        track_ids=(track.track_id,),
-                        sensor_ids=tuple(sorted(track.sensor_ids)),
-                        owners=_owners(track),
-                        evidence=track.evidence,
                         details={"zone_id": zone.zone_id, "zone": zone.name, "dwell_s": round(dwell)},
                     )
                 )
@@ -277,22 +293,16 @@ class Loitering:
                 continue
             self.reported.add(track.track_id)
             out.append(
-                Finding(
+                _about(
+                    track,
                     kind=AlertKind.LOITERING,
-                    key=track.track_id,
                     severity=Severity(self.config.severity),
-                    time_s=track.time_s,
-                    east_m=anchor[0],
-                    north_m=anchor[1],
+                    at=(anchor[0], anchor[1]),
                     summary=(
                         f"{_label(track)} loitering {stayed / 60:.0f} min "
                         f"within {self.config.radius_m:.0f} m, "
                         f"{view.border_distance_m:.0f} m from the border"
                     ),
-                    track_ids=(track.track_id,),
-                    sensor_ids=tuple(sorted(track.sensor_ids)),
-                    owners=_owners(track),
-                    evidence=track.evidence,
                     details={
                         "duration_s": round(stayed),
                         "radius_m": self.config.radius_m,
@@ -449,18 +459,11 @@ class LowSlowFlyer:
                 continue
             altitude = f"{agl:.0f} m above ground" if agl is not None else "altitude unknown"
             out.append(
-                Finding(
+                _about(
+                    track,
                     kind=AlertKind.LOW_SLOW_FLYER,
-                    key=track.track_id,
                     severity=Severity(self.config.severity),
-                    time_s=track.time_s,
-                    east_m=track.east_m,
-                    north_m=track.north_m,
                     summary=f"Low, slow aircraft: {altitude}, {track.speed_mps:.0f} m/s",
-                    track_ids=(track.track_id,),
-                    sensor_ids=tuple(sorted(track.sensor_ids)),
-                    owners=_owners(track),
-                    evidence=track.evidence,
                     details={
                         "altitude_agl_m": None if agl is None else round(agl),
                         "speed_mps": round(track.speed_mps, 1),
@@ -506,21 +509,14 @@ class ImplausibleSpeed:
                 out.append(cleared(AlertKind.IMPLAUSIBLE_SPEED, track.track_id, track.time_s))
             if fire:
                 out.append(
-                    Finding(
+                    _about(
+                        track,
                         kind=AlertKind.IMPLAUSIBLE_SPEED,
-                        key=track.track_id,
                         severity=Severity(self.config.severity),
-                        time_s=track.time_s,
-                        east_m=track.east_m,
-                        north_m=track.north_m,
                         summary=(
                             f"{track.speed_mps:.0f} m/s is implausible for a {track.target_class} "
                             f"(limit {limit:.0f} m/s)"
                         ),
-                        track_ids=(track.track_id,),
-                        sensor_ids=tuple(sorted(track.sensor_ids)),
-                        owners=_owners(track),
-                        evidence=track.evidence,
                         details={
                             "speed_mps": round(track.speed_mps, 1),
                             "limit_mps": limit,
