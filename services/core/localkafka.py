@@ -430,13 +430,22 @@ class LocalCluster:
         self.wait_ready(progress, timeout_s)
         return self.bootstrap
 
+    def running(self, node: Node) -> bool:
+        """Whether the node's broker runs. A broker this object started is asked through its
+        process handle: reading another process's /proc entry can miss it for a moment (seen
+        twice as a false "exited during start-up" while the broker went on running)."""
+        proc = self._processes.get(node.node_id)
+        if proc is not None:
+            return proc.poll() is None
+        return node.pid() is not None
+
     def wait_ready(self, progress: Progress = _quiet, timeout_s: float = 120.0) -> None:
         """Block until every running node is registered and the cluster answers metadata."""
-        expected = sum(1 for node in self.nodes if node.pid() is not None)
+        expected = sum(1 for node in self.nodes if self.running(node))
         deadline = time.monotonic() + timeout_s
         shown = 0.0
         while True:
-            dead = [node for node in self.nodes if node.pid() is None]
+            dead = [node for node in self.nodes if not self.running(node)]
             if len(dead) == len(self.nodes):
                 raise LocalKafkaError(f"the broker exited during start-up:\n{self.log_tail()}")
             if asyncio.run(cluster_answers(self.bootstrap, expected)):
@@ -452,7 +461,8 @@ class LocalCluster:
 
     def stop_node(self, node: Node, timeout_s: float = 60.0, kill: bool = False) -> None:
         """Stop one node: a controlled shutdown (SIGTERM), or SIGKILL when ``kill``."""
-        pid = node.pid()
+        proc = self._processes.get(node.node_id)
+        pid = proc.pid if proc is not None and proc.poll() is None else node.pid()
         if pid is None:
             self._reap(node)
             return
