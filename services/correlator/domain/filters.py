@@ -114,8 +114,14 @@ def predict_combined(xm: Array, Pm: Array, mu: Array, dt_s: Array, model: ImmMod
     moments of the current mixture and ``c_j = sum_i pi_ij mu_i``: what
     ``imm_predict(...).combined()`` gives, for a fraction of the work (gating, read-outs).
     """
-    dt = np.maximum(np.asarray(dt_s, dtype=np.float64), 0.0)
     x, P = combine(xm, Pm, mu)
+    return predict_moments(x, P, mu, dt_s, model)
+
+
+def predict_moments(x: Array, P: Array, mu: Array, dt_s: Array, model: ImmModel) -> tuple[Array, Array]:
+    """:func:`predict_combined` from the mixture's moments ``x`` (k, 4) and ``P`` (k, 4, 4)
+    (already at hand: the tracker keeps them) and its model probabilities ``mu`` (k, m)."""
+    dt = np.maximum(np.asarray(dt_s, dtype=np.float64), 0.0)
     c = (mu[:, None, :] @ model.switching(dt))[:, 0]
     q = c @ np.asarray(model.q, dtype=np.float64)
     return _move(x, P, dt, q)

@@ -43,7 +43,7 @@ from services.correlator.domain.filters import (
     combine,
     imm_predict,
     imm_update,
-    predict_combined,
+    predict_moments,
 )
 from services.correlator.domain.motion import ImmModel
 
@@ -52,6 +52,8 @@ Array = NDArray[np.float64]
 FREE, TENTATIVE, CONFIRMED, COASTING = 0, 1, 2, 3
 _STATUS = {TENTATIVE: TrackStatus.TENTATIVE, CONFIRMED: TrackStatus.CONFIRMED, COASTING: TrackStatus.COASTING}
 _EVIDENCE = 20
+_STATE = ("xm", "Pm", "mu", "t", "last_update", "status", "history", "opportunities", "cls")
+"""The per-track arrays a snapshot holds (the kept moments are recomputed from them)."""
 _ALT_SIGMA_M = 30.0
 """One sigma of a measured altitude when the sensor does not say."""
 _ALT_DRIFT_M2_PER_S = 25.0
@@ -258,11 +260,15 @@ class Tracker:
         """Last ``confirm_n`` opportunities as bits (1 = detected), newest in bit 0."""
         self.opportunities = np.zeros(capacity, dtype=np.int64)
         self.cls = np.zeros((capacity, len(CLASSES)))
+        self.x = np.zeros((capacity, 4))
+        self.P = np.tile(np.eye(4), (capacity, 1, 1))
+        """The mixture's moments (``filters.combine`` of ``xm``, ``Pm``, ``mu``), kept up to date
+        by every change of a track's state: read far more often than the state changes."""
 
     def _grow(self) -> None:
         old = len(self.t)
         new = old * 2
-        for name in ("xm", "Pm", "mu", "t", "last_update", "status", "history", "opportunities", "cls"):
+        for name in (*_STATE, "x", "P"):
             array = getattr(self, name)
             grown = np.zeros((new, *array.shape[1:]), dtype=array.dtype)
             grown[:old] = array
@@ -296,12 +302,11 @@ class Tracker:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def _combined(self, slots: NDArray[np.intp]) -> tuple[Array, Array]:
-        return combine(self.xm[slots], self.Pm[slots], self.mu[slots])
-
-    def _means(self, slots: NDArray[np.intp]) -> Array:
-        """Combined means only, (k, 4): x = sum_j mu_j x_j."""
-        return np.asarray(np.einsum("km,kmd->kd", self.mu[slots], self.xm[slots]), dtype=np.float64)
+    def _refresh(self, slots: NDArray[np.intp]) -> tuple[Array, Array]:
+        """Recompute the kept moments of ``slots`` after their state changed; returns them."""
+        x, P = combine(self.xm[slots], self.Pm[slots], self.mu[slots])
+        self.x[slots], self.P[slots] = x, P
+        return x, P
 
     def estimate(self, slot: int, at_s: float | None = None) -> TrackEstimate:
         """The track in ``slot`` (predicted to ``at_s`` when given and later than its time)."""
@@ -312,14 +317,14 @@ class Tracker:
         (one batched prediction for all of them)."""
         if len(slots) == 0:
             return []
-        x, P = self._combined(slots)
-        times = self.t[slots].copy()
+        x, P = self.x[slots], self.P[slots]
+        times = self.t[slots]
         if at_s is not None:
             later = np.flatnonzero(at_s > times)
             if len(later):
                 moved = slots[later]
-                x[later], P[later] = predict_combined(
-                    self.xm[moved], self.Pm[moved], self.mu[moved], at_s - self.t[moved], self.config.imm
+                x[later], P[later] = predict_moments(
+                    self.x[moved], self.P[moved], self.mu[moved], at_s - self.t[moved], self.config.imm
                 )
                 times[later] = at_s
         probabilities = self.cls[slots]
@@ -410,7 +415,7 @@ class Tracker:
         positions, variance = batch.positions_and_variance()
         # Coarse search: tracks whose constant-velocity position is near any detection.
         dt = scan_time_s - self.t[live]
-        x_now = self._means(live)
+        x_now = self.x[live]
         guess = x_now[:, :2] + x_now[:, 2:4] * np.maximum(dt, 0.0)[:, None]
         lo = positions.min(axis=0) - self.config.search_radius_m
         hi = positions.max(axis=0) + self.config.search_radius_m
@@ -418,13 +423,15 @@ class Tracker:
         candidates = live[near]
         if len(candidates) == 0:
             return [], detections
-        x, P = predict_combined(
+        # One IMM prediction to the scan time serves both the gate (its moments) and the update.
+        prediction = imm_predict(
             self.xm[candidates],
             self.Pm[candidates],
             self.mu[candidates],
             scan_time_s - self.t[candidates],
             self.config.imm,
         )
+        x, P = prediction.combined()
         # radial velocity given for some detections only: gate on range and bearing
         z = batch.z if batch.same_dim else batch.z[:, :2]
         R = batch.R if batch.same_dim else batch.R[:, :2, :2]
@@ -435,20 +442,44 @@ class Tracker:
         if len(assignment.tracks) == 0:
             return [], detections
         slots = candidates[assignment.tracks]
-        self._update(slots, assignment.detections, detections, batch)
+        prediction = self._predicted_to_detections(
+            _rows(prediction, assignment.tracks), slots, batch.times[assignment.detections], scan_time_s
+        )
+        self._update(slots, prediction, assignment.detections, detections, batch)
         taken = set(assignment.detections.tolist())
         return slots.tolist(), [d for j, d in enumerate(detections) if j not in taken]
 
+    def _predicted_to_detections(
+        self, at_scan: ImmPrediction, slots: NDArray[np.intp], times: Array, scan_time_s: float
+    ) -> ImmPrediction:
+        """The prediction of each track to its detection's own time: the one to the scan time
+        where they agree (always, for a radar revolution or a drone report in one message), a
+        fresh one for the rows where they do not (the engine's scans span up to its window)."""
+        other = np.flatnonzero(times != scan_time_s)
+        if len(other) == 0:
+            return at_scan
+        moved = slots[other]
+        again = imm_predict(
+            self.xm[moved], self.Pm[moved], self.mu[moved], times[other] - self.t[moved], self.config.imm
+        )
+        if len(other) == len(slots):
+            return again
+        xm, Pm, c = at_scan.xm.copy(), at_scan.Pm.copy(), at_scan.c.copy()
+        xm[other], Pm[other], c[other] = again.xm, again.Pm, again.c
+        return ImmPrediction(xm, Pm, c)
+
     def _update(
-        self, slots: NDArray[np.intp], rows: NDArray[np.intp], every: list[Detection], batch: _Batch
+        self,
+        slots: NDArray[np.intp],
+        prediction: ImmPrediction,
+        rows: NDArray[np.intp],
+        every: list[Detection],
+        batch: _Batch,
     ) -> None:
-        """Update the tracks in ``slots`` with the detections ``every[rows]`` (``batch`` holds
-        all of ``every`` as arrays)."""
+        """Update the tracks in ``slots``, predicted to their detections' times, with the
+        detections ``every[rows]`` (``batch`` holds all of ``every`` as arrays)."""
         detections = [every[j] for j in rows.tolist()]
         times = batch.times[rows]
-        prediction = imm_predict(
-            self.xm[slots], self.Pm[slots], self.mu[slots], times - self.t[slots], self.config.imm
-        )
         if batch.same_dim:
             groups = [np.arange(len(rows))]
         else:
@@ -457,7 +488,7 @@ class Tracker:
                 by_dim.setdefault(detection.z.shape[0], []).append(i)
             groups = [np.array(members, dtype=np.intp) for members in by_dim.values()]
         for index in groups:
-            part = ImmPrediction(prediction.xm[index], prediction.Pm[index], prediction.c[index])
+            part = prediction if batch.same_dim else _rows(prediction, index)
             if batch.same_dim:
                 z, R = batch.z[rows[index]], batch.R[rows[index]]
             else:
@@ -473,7 +504,7 @@ class Tracker:
         self.last_update[slots] = np.maximum(self.last_update[slots], times)
         self.history[slots] = ((self.history[slots] << 1) | 1) & ((1 << self.config.confirm_n) - 1)
         self.opportunities[slots] += 1
-        x, P = self._combined(slots)
+        x, P = self._refresh(slots)
         fusion = self.config.classes
         probabilities = self.cls[slots]
         likelihoods = [fusion.likelihood(d.sensor_type, d.target_class, d.confidence) for d in detections]
@@ -521,6 +552,7 @@ class Tracker:
         self.xm[slot] = x0
         self.Pm[slot] = P0
         self.mu[slot] = np.asarray(self.config.imm.initial_probability)
+        self._refresh(np.array([slot], dtype=np.intp))
         self.t[slot] = detection.time_s
         self.last_update[slot] = detection.time_s
         self.status[slot] = TENTATIVE
@@ -553,13 +585,15 @@ class Tracker:
         live = self.active
         if len(live) == 0:
             return
-        x = self._means(live)
+        x = self.x[live]
         dt = np.maximum(time_s - self.t[live], 0.0)
         position = x[:, :2] + x[:, 2:4] * dt[:, None]
         inside = coverage.contains(position[:, 0], position[:, 1])
         inside &= self.t[live] < time_s
         if assigned:
-            inside &= ~np.isin(live, np.fromiter(assigned, dtype=np.intp, count=len(assigned)))
+            taken = np.zeros(len(self.t), dtype=bool)
+            taken[list(assigned)] = True
+            inside &= ~taken[live]
         missed = live[inside]
         if len(missed) == 0:
             return
@@ -582,7 +616,7 @@ class Tracker:
         if len(live) == 0:
             return result
         age = now_s - self.last_update[live]
-        _, P = self._combined(live)
+        P = self.P[live]
         sigma = np.sqrt(np.maximum(0.0, (P[:, 0, 0] + P[:, 1, 1]) / 2.0))
         config = self.config
         status = self.status[live]
@@ -603,7 +637,7 @@ class Tracker:
         live = np.flatnonzero((self.status == CONFIRMED) | (self.status == COASTING))
         if len(live) < 2:
             return []
-        x = self._means(live)
+        x = self.x[live]
         dt = np.maximum(now_s - self.t[live], 0.0)
         position = x[:, :2] + x[:, 2:4] * dt[:, None]
         pairs = cKDTree(position).query_pairs(self.config.merge_distance_m, output_type="ndarray")
@@ -635,10 +669,7 @@ class Tracker:
     def export_state(self) -> dict[str, Any]:
         """Everything needed to resume: JSON-ready (arrays as base64 little-endian bytes)."""
         live = self.active
-        arrays = {
-            name: getattr(self, name)[live]
-            for name in ("xm", "Pm", "mu", "t", "last_update", "status", "history", "opportunities", "cls")
-        }
+        arrays = {name: getattr(self, name)[live] for name in _STATE}
         return {
             "version": 1,
             "region": self.region,
@@ -696,9 +727,15 @@ class Tracker:
                 alt_time_s=float(meta.get("alt_time_s", 0.0)),
                 primary_owner=(meta["primary_owner"][0], meta["primary_owner"][1]),
             )
+        tracker._refresh(np.arange(count, dtype=np.intp))
         tracker.next_id = int(state["next_id"])
         tracker.time_s = state["time_s"] if state["time_s"] is not None else -math.inf
         return tracker
+
+
+def _rows(prediction: ImmPrediction, index: NDArray[np.intp]) -> ImmPrediction:
+    """The prediction of the tracks ``index`` of a batch."""
+    return ImmPrediction(prediction.xm[index], prediction.Pm[index], prediction.c[index])
 
 
 def _same_dim(detections: Sequence[Detection]) -> bool:
