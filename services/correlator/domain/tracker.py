@@ -52,6 +52,8 @@ Array = NDArray[np.float64]
 FREE, TENTATIVE, CONFIRMED, COASTING = 0, 1, 2, 3
 _STATUS = {TENTATIVE: TrackStatus.TENTATIVE, CONFIRMED: TrackStatus.CONFIRMED, COASTING: TrackStatus.COASTING}
 _EVIDENCE = 20
+_FEW_DETECTIONS = 4
+"""Scans of at most this many detections first narrow the tracks by a bound on their gates."""
 _STATE = ("xm", "Pm", "mu", "t", "last_update", "status", "history", "opportunities", "cls")
 """The per-track arrays a snapshot holds (the kept moments are recomputed from them)."""
 _ALT_SIGMA_M = 30.0
@@ -242,6 +244,7 @@ class Tracker:
         self.next_id = 1
         self.time_s = -math.inf
         self._gates = {d: gate_threshold(self.config.gate_probability, d) for d in (2, 3)}
+        self._max_q = max(self.config.imm.q)
         limits = self.config.max_coast_s
         self._coast_limits = np.array([limits.get(name, limits.get("unknown", 30.0)) for name in CLASSES])
         """Coasting limit by class index (``classification.CLASSES``), s."""
@@ -413,6 +416,10 @@ class Tracker:
         is_polar = kind is MeasurementKind.POLAR
         batch = _Batch.of(detections, is_polar)
         positions, variance = batch.positions_and_variance()
+        # radial velocity given for some detections only: gate on range and bearing
+        z = batch.z if batch.same_dim else batch.z[:, :2]
+        R = batch.R if batch.same_dim else batch.R[:, :2, :2]
+        gate = self._gates[min(3, z.shape[1])]
         # Coarse search: tracks whose constant-velocity position is near any detection.
         dt = scan_time_s - self.t[live]
         x_now = self.x[live]
@@ -421,6 +428,8 @@ class Tracker:
         hi = positions.max(axis=0) + self.config.search_radius_m
         near = np.all((guess >= lo) & (guess <= hi), axis=1)
         candidates = live[near]
+        if len(candidates) > 0 and len(detections) <= _FEW_DETECTIONS:
+            candidates = candidates[self._may_gate(candidates, scan_time_s, positions, variance, gate)]
         if len(candidates) == 0:
             return [], detections
         # One IMM prediction to the scan time serves both the gate (its moments) and the update.
@@ -432,13 +441,8 @@ class Tracker:
             self.config.imm,
         )
         x, P = prediction.combined()
-        # radial velocity given for some detections only: gate on range and bearing
-        z = batch.z if batch.same_dim else batch.z[:, :2]
-        R = batch.R if batch.same_dim else batch.R[:, :2, :2]
         sensor_en = batch.sensors[0] if batch.sensors is not None else None
-        assignment = associate(
-            x, P, z, R, positions, variance, sensor_en, is_polar, self._gates[min(3, z.shape[1])]
-        )
+        assignment = associate(x, P, z, R, positions, variance, sensor_en, is_polar, gate)
         if len(assignment.tracks) == 0:
             return [], detections
         slots = candidates[assignment.tracks]
@@ -448,6 +452,30 @@ class Tracker:
         self._update(slots, prediction, assignment.detections, detections, batch)
         taken = set(assignment.detections.tolist())
         return slots.tolist(), [d for j, d in enumerate(detections) if j not in taken]
+
+    def _may_gate(
+        self, slots: NDArray[np.intp], time_s: float, positions: Array, variance: Array, gate: float
+    ) -> NDArray[np.bool_]:
+        """Which tracks could fall in the gate of any of a few detections, from the kept moments
+        alone: a scan of one or two detections then predicts (and gates) only those few tracks,
+        not every track within the search radius.
+
+        A superset of the candidates ``association.associate`` keeps, whose radius is
+        ``sqrt(gate · (tr P_pos + max tr R_pos))`` with the predicted ``P``. The predicted
+        mean is ``F x̄``; the trace of the predicted position covariance is
+        ``tr Ppp + dt (tr Ppv + tr Pvp) + dt² tr Pvv + (2/3) dt³ Σ_j c_j q_j``, bounded with the
+        largest ``q_j`` (the ``c_j`` sum to one). A 1 m margin covers rounding.
+        """
+        dt = np.maximum(time_s - self.t[slots], 0.0)
+        x, P = self.x[slots], self.P[slots]
+        predicted = x[:, :2] + x[:, 2:] * dt[:, None]
+        cross = P[:, 0, 2] + P[:, 1, 3] + P[:, 2, 0] + P[:, 3, 1]
+        trace = P[:, 0, 0] + P[:, 1, 1] + dt * cross + dt * dt * (P[:, 2, 2] + P[:, 3, 3])
+        trace += (2.0 / 3.0) * dt**3 * self._max_q
+        reach = np.sqrt(gate * np.maximum(trace + variance.max(), 0.0)) + 1.0
+        offset = predicted[:, None, :] - positions[None, :, :]
+        distance2 = np.einsum("kmd,kmd->km", offset, offset)
+        return np.asarray((distance2 <= (reach * reach)[:, None]).any(axis=1))
 
     def _predicted_to_detections(
         self, at_scan: ImmPrediction, slots: NDArray[np.intp], times: Array, scan_time_s: float
