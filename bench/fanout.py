@@ -33,9 +33,9 @@ The clients are Node.js processes (``bench/node/clients.mjs``, the ``ws`` packag
 ``npm ci``): every client counts frames, bytes and messages (from the frames' ``seq``); about
 40 of them (spread over the processes) parse every frame and record, per message, the latency
 = receive wall time - the alert revision's ``updated_at`` (alerts: the end-to-end path through
-Kafka and the lifecycle) or - ``data.time`` (``track`` and ``track_moved``). For alerts, the
-latency from the lifecycle's decision (the state's ``updated_at``) is reported too: the
-fan-out's own share. They also size the first messages of each type.
+Kafka and the lifecycle) or - the track's time (``data.time`` of a ``track``, ``m[0]`` of a
+``track_moved``). For alerts, the latency from the lifecycle's decision (the state's
+``updated_at``) is reported too: the fan-out's own share. They also size the first messages of each type.
 
 Everything runs on this machine: broker, both alerts processes, load generator (this process)
 and the clients share its cores, so the CPU columns say who used what (the gateway and the
@@ -1123,8 +1123,9 @@ def markdown(rows: list[Row], bares: dict[int, Bare], found: list[str], meta: di
     if main_layout.compact:
         layout += (
             ' The clients subscribe with `"compact_tracks": true`: a track\'s movement arrives as a '
-            "small `track_moved` message (track id, time, rounded position, velocity, uncertainty and "
-            "class probabilities), the whole `track` only when anything else changed or every 10 s."
+            "small `track_moved` message (track id and an array of numbers: time in epoch seconds, "
+            "rounded position, velocity, uncertainty, class probabilities when they changed), the "
+            "whole `track` only when anything else changed or every 10 s."
         )
     else:
         layout += " The clients get every track update as a whole `track` message."
@@ -1171,7 +1172,7 @@ def markdown(rows: list[Row], bares: dict[int, Bare], found: list[str], meta: di
   it includes Kafka, the lifecycle's transaction (committed every 0.1 s) and the fan-out;
   **fan-out share**: receive time − the state's `updated_at` (the lifecycle's decision), i.e.
   transaction commit, the gateway's read and the fan-out. **track**: receive time − the track's
-  `time` (`track` and `track_moved` alike). Latencies come from ~{SAMPLED_CLIENTS} clients spread
+  time (`track` and `track_moved` alike). Latencies come from ~{SAMPLED_CLIENTS} clients spread
   over the processes that parse every frame.
 - **CPU** in cores (100% = one core): the gateway (the process the clients use), the lifecycle
   process, the client processes, the broker; **others' CPU** is the rest of the machine apart
@@ -1263,9 +1264,9 @@ def analysis(rows: list[Row], bares: dict[int, Bare]) -> str:
         parts.append(
             f"- *Bytes, still.* Compact tracks make a track update {moved:,.0f} B on the wire instead "
             f"of {whole:,.0f} B ({moved / whole:.0%}); with the whole track every 10 s per track, a "
-            f"track message is {track:,.0f} B on average. Most of a `track_moved` is key names and "
-            "two ISO timestamps (`time` and `last_update`, the same here), so on these tracks it is "
-            f"about half a track, not a fifth. Per message the rows with tracks carry {per_message} B"
+            f"track message is {track:,.0f} B on average (`track_moved` is a positional array of "
+            "numbers; most of what is left is the whole tracks every 10 s and the alerts). Per "
+            f"message the rows with tracks carry {per_message} B"
             f"{versus}. With {TRACKS_PER_S:g} track updates/s and 10 alerts/s, 1,000 clients still "
             f"need ~{need[1000]:,.0f} MB/s and 5,000 clients ~{need[5000]:,.0f} MB/s."
         )

@@ -63,6 +63,36 @@ class TeamAnswer(_Request):
     action_id: uuid.UUID | None = Field(default=None, description="idempotency key")
 
 
+TRACK_MOVED_FIELDS = (
+    "time",
+    "lat",
+    "lon",
+    "alt_m",
+    "velocity_east_mps",
+    "velocity_north_mps",
+    "speed_mps",
+    "heading_deg",
+    "position_sigma_m",
+    "covariance_en_m2",
+    "border_distance_m",
+    "update_count",
+    "last_update",
+    "class_probabilities",
+)
+"""The positions in a ``track_moved`` message's ``m`` array (compact tracks).
+
+``{"type": "track_moved", "track_id": "co-ve-cucuta.T000042", "m": [...]}`` carries, in this
+order, the track's fields that change at every update; the rest of the track is the last whole
+``track`` message about it. Times (``time``, ``last_update``) are epoch seconds with millisecond
+decimals, ``last_update`` is null when it equals ``time``. Positions are rounded to 7 decimals
+(1 cm), altitude, sigma, headings and covariance to 0.1, velocities and speed to 0.01,
+``border_distance_m`` to 1 m. ``class_probabilities`` is an object ``{"person": 0.912, ...}``
+(3 decimals, classes under 0.005 left out), or null when unchanged since the previous message
+about this track on the stream. A consumer ignores positions beyond those it knows (later
+versions may append fields).
+"""
+
+
 class StreamSubscription(_Request):
     """What a stream should carry, within what the token may see."""
 
@@ -72,9 +102,10 @@ class StreamSubscription(_Request):
     tracks: bool = Field(default=True, description="also live track updates")
     compact_tracks: bool = Field(
         default=False,
-        description="send a track's movement as a small track_moved message (position, velocity, "
-        "uncertainty, class probabilities) and the whole track only when anything else changes or "
-        "every 10 s: about a fifth of the bytes",
+        description="send a track's movement as a small track_moved message (an array of numbers: "
+        "time, position, velocity, uncertainty, and class probabilities when they change; see "
+        "schemas.api.TRACK_MOVED_FIELDS) and the whole track only when anything else changes or "
+        "every 10 s: about a fifth of a whole track's bytes",
     )
 
 

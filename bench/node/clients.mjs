@@ -12,9 +12,10 @@
 // {"cmd":"report"} prints the window's numbers as one JSON line on stdout, {"cmd":"close"}
 // closes every connection and exits. Latencies are sparse histograms in 0.1 ms steps
 // ({"<tenths of ms>": count}) so that the numbers of several processes merge exactly. Track
-// latency counts "track" and "track_moved" messages alike (receive time - data.time). The
-// parsing clients also add up the size of the first SIZED_PER_TYPE messages of each type in a
-// window (typeBytes, typeSized), to show what a message of each type costs on the wire.
+// latency counts "track" and "track_moved" messages alike (receive time - the track's time:
+// data.time, or m[0] in epoch seconds). The parsing clients also add up the size of the first
+// SIZED_PER_TYPE messages of each type in a window (typeBytes, typeSized), to show what a
+// message of each type costs on the wire.
 
 import { performance } from "node:perf_hooks";
 import readline from "node:readline";
@@ -106,8 +107,11 @@ function onFrame(client, data) {
       if (message.data.updated_at) {
         record(window.alertFromStateMs, received - Date.parse(message.data.updated_at));
       }
-    } else if (message.type === "track" || message.type === "track_moved") {
+    } else if (message.type === "track") {
       record(window.trackMs, received - Date.parse(message.data.time));
+    } else if (message.type === "track_moved") {
+      // m[0]: the track's time in epoch seconds (schemas.api.TRACK_MOVED_FIELDS)
+      record(window.trackMs, received - message.m[0] * 1000);
     }
   }
 }

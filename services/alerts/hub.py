@@ -37,7 +37,7 @@ import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from schemas.alerts import AlertStatus, Severity
-from schemas.api import StreamSubscription
+from schemas.api import TRACK_MOVED_FIELDS, StreamSubscription
 from schemas.lifecycle import AlertState, Dispatch, Role
 from schemas.tracks import Track
 from services.alerts.domain.sharing import SharingPolicy, Viewer
@@ -104,7 +104,7 @@ class ViewClass:
     base: int = 0
     cursor: dict[str, int] = field(default_factory=dict)
     """Next offset per input partition, for every change seen (visible or not)."""
-    track_static: dict[str, tuple[bytes, float]] = field(default_factory=dict)
+    track_static: dict[str, _SentTrack] = field(default_factory=dict)
     """Compact tracks: per track, what the last whole message said besides its movement, and when."""
     sleepers: set[Client] = field(default_factory=set)
     """Clients waiting for the next message (woken by :meth:`append`)."""
@@ -339,8 +339,8 @@ class Hub:
                     return orjson.dumps({"type": "track_removed", "track_id": key})
                 return None
             view_class.tracks.add(key)
-            if subscription.compact_tracks:
-                return _compact_track(view_class, key, view)
+            if subscription.compact_tracks and isinstance(value, Track):
+                return _compact_track(view_class, value, view)
             return orjson.dumps({"type": "track", "data": view})
         if kind is Kind.DISPATCH and isinstance(value, Dispatch):
             view = self.policy.dispatch(viewer, value)
@@ -484,25 +484,10 @@ class Hub:
         await asyncio.gather(*(_close(c.websocket, code, reason) for c in clients))
 
 
-MOVING_FIELDS = (
-    "time",
-    "lat",
-    "lon",
-    "alt_m",
-    "velocity_east_mps",
-    "velocity_north_mps",
-    "speed_mps",
-    "heading_deg",
-    "position_sigma_m",
-    "covariance_en_m2",
-    "class_probabilities",
-    "border_distance_m",
-    "update_count",
-    "last_update",
-)
+MOVING_FIELDS = frozenset(TRACK_MOVED_FIELDS)
 """What changes at every update of a track; everything else goes out only when it changes."""
 FULL_TRACK_EVERY_S = 10.0
-_ROUNDING = {
+_DIGITS = {
     "lat": 7,
     "lon": 7,
     "alt_m": 1,
@@ -515,32 +500,53 @@ _ROUNDING = {
 }
 
 
-def _compact_track(view_class: ViewClass, key: str, view: dict[str, Any]) -> bytes:
-    """A ``track_moved`` message (rounded movement) when nothing else changed lately, else ``track``."""
+@dataclass
+class _SentTrack:
+    """What a class's stream last said about a track besides its movement."""
+
+    static: bytes
+    whole_sent_s: float
+    probabilities: dict[str, float] | None
+
+
+def _compact_track(view_class: ViewClass, track: Track, view: dict[str, Any]) -> bytes:
+    """A ``track_moved`` message (see :data:`schemas.api.TRACK_MOVED_FIELDS`) when nothing but
+    the movement changed lately, else the whole ``track``."""
     static = orjson.dumps(
         {k: v for k, v in view.items() if k not in MOVING_FIELDS}, option=orjson.OPT_SORT_KEYS
     )
     now = time.monotonic()
-    known = view_class.track_static.get(key)
-    if known is not None and known[0] == static and now - known[1] < FULL_TRACK_EVERY_S:
-        moved: dict[str, Any] = {"track_id": key}
-        for name in MOVING_FIELDS:
-            value = view.get(name)
-            digits = _ROUNDING.get(name)
-            if digits is not None and isinstance(value, float):
-                value = round(value, digits)
-            elif name == "covariance_en_m2" and value is not None:
-                value = [round(v, 1) for v in value]
-            elif name == "class_probabilities" and value:
-                value = [
-                    {**p, "probability": round(p["probability"], 3)}
-                    for p in value
-                    if p["probability"] >= 0.005
-                ]
-            moved[name] = value
-        return orjson.dumps({"type": "track_moved", "data": moved})
-    view_class.track_static[key] = (static, now)
-    return orjson.dumps({"type": "track", "data": view})
+    key = track.track_id
+    probabilities = _probabilities(view.get("class_probabilities"))
+    sent = view_class.track_static.get(key)
+    if sent is None or sent.static != static or now - sent.whole_sent_s >= FULL_TRACK_EVERY_S:
+        view_class.track_static[key] = _SentTrack(static, now, probabilities)
+        return orjson.dumps({"type": "track", "data": view})
+    moved: list[Any] = []
+    for name in TRACK_MOVED_FIELDS:
+        value = view.get(name)
+        if value is None:
+            pass
+        elif name == "time":
+            value = round(track.time.timestamp(), 3)
+        elif name == "last_update":
+            value = None if track.last_update == track.time else round(track.last_update.timestamp(), 3)
+        elif name == "covariance_en_m2":
+            value = [round(v, 1) for v in value]
+        elif name == "class_probabilities":
+            value = None if probabilities == sent.probabilities else probabilities
+            sent.probabilities = probabilities
+        elif (digits := _DIGITS.get(name)) is not None:
+            value = round(value, digits)
+        moved.append(value)
+    return orjson.dumps({"type": "track_moved", "track_id": key, "m": moved})
+
+
+def _probabilities(value: list[dict[str, Any]] | None) -> dict[str, float] | None:
+    """``[{"class": "person", "probability": 0.9123}, ...]`` as ``{"person": 0.912}``."""
+    if not value:
+        return None
+    return {p["class"]: round(p["probability"], 3) for p in value if p["probability"] >= 0.005}
 
 
 def _source_time(value: Any) -> float | None:

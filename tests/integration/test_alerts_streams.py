@@ -14,6 +14,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from schemas.alerts import Alert, Severity
+from schemas.api import TRACK_MOVED_FIELDS
 from schemas.tracks import Track, TrackStatus
 from tests.integration.alerts_fixtures import AlertsFactory, Producer, StreamClient, start_alerts
 from tests.integration.conftest import KafkaFactory, wait_until
@@ -296,13 +297,14 @@ async def test_compact_tracks_send_movement_small_and_changes_whole(
         coasting = moved.model_copy(update={"status": TrackStatus.COASTING})
         await producer.tracks([coasting])
         await client.wait_for(lambda: len(client.of_type("track")) == 2, what="the whole track again")
-    small = client.of_type("track_moved")[0]["data"]
+    small = client.of_type("track_moved")[0]
+    moved_fields = dict(zip(TRACK_MOVED_FIELDS, small["m"], strict=True))
     assert small["track_id"] == first.track_id
-    assert small["lat"] == round(moved.lat, 7)
-    assert small["update_count"] == moved.update_count
-    assert "sensor_ids" not in small
-    assert "owners" not in small
+    assert moved_fields["time"] == round(moved.time.timestamp(), 3)
+    assert moved_fields["lat"] == round(moved.lat, 7)
+    assert moved_fields["update_count"] == moved.update_count
+    assert moved_fields["class_probabilities"] is None, "unchanged since the whole track"
     assert client.of_type("track")[1]["data"]["status"] == "coasting"
     whole = [m for m in client.raw if '"track"' in m]
-    assert len(orjson.dumps(small)) * 2 < min(len(w) for w in whole)
+    assert len(orjson.dumps(small)) * 3 < min(len(w) for w in whole)
     await client.close()
