@@ -191,14 +191,22 @@ class _Meta:
     track_id: str
     first_seen_s: float
     primary_owner: tuple[str, str] = ("", "")
-    sensor_ids: set[str] = field(default_factory=set)
-    owners: set[tuple[str, str]] = field(default_factory=set)
+    sensor_ids: frozenset[str] = frozenset()
+    owners: frozenset[tuple[str, str]] = frozenset()
+    """Frozen, so that every estimate shares them (a new set only when a new sensor reports)."""
     evidence: deque[str] = field(default_factory=lambda: deque(maxlen=_EVIDENCE))
     update_count: int = 0
     alt_m: float | None = None
     alt_var: float = 0.0
     """Variance of ``alt_m``, m^2 (as of ``alt_time_s``)."""
     alt_time_s: float = 0.0
+
+    def seen_by(self, detection: Detection) -> None:
+        """Note the detection's sensor and owner."""
+        if detection.sensor_id not in self.sensor_ids:
+            self.sensor_ids = self.sensor_ids | {detection.sensor_id}
+        if detection.owner not in self.owners:
+            self.owners = self.owners | {detection.owner}
 
     def fuse_altitude(self, detection: Detection) -> None:
         """Fold a measured altitude into the estimate (a scalar Kalman filter on a random walk).
@@ -332,34 +340,46 @@ class Tracker:
                 times[later] = at_s
         probabilities = self.cls[slots]
         best_class = np.argmax(probabilities, axis=1).tolist()
-        statuses = self.status[slots].tolist()
-        last_update = self.last_update[slots].tolist()
-        state = x.tolist()
-        time_list = times.tolist()
+        # Plain lists and positional arguments: this runs for every track a scan touches.
+        columns = zip(
+            slots.tolist(),
+            self.status[slots].tolist(),
+            times.tolist(),
+            x.tolist(),
+            P,
+            probabilities,
+            best_class,
+            self.last_update[slots].tolist(),
+            strict=True,
+        )
         out = []
-        for i, slot in enumerate(slots.tolist()):
+        for slot, status, time_s, (
+            east,
+            north,
+            velocity_east,
+            velocity_north,
+        ), P_i, p_i, best, last in columns:
             meta = self._meta[slot]
-            east, north, velocity_east, velocity_north = state[i]
             out.append(
                 TrackEstimate(
-                    track_id=meta.track_id,
-                    status=_STATUS[statuses[i]],
-                    time_s=time_list[i],
-                    east_m=east,
-                    north_m=north,
-                    velocity_east_mps=velocity_east,
-                    velocity_north_mps=velocity_north,
-                    covariance=P[i],
-                    class_probabilities=probabilities[i],
-                    target_class=CLASSES[best_class[i]],
-                    sensor_ids=frozenset(meta.sensor_ids),
-                    owners=frozenset(meta.owners),
-                    update_count=meta.update_count,
-                    first_seen_s=meta.first_seen_s,
-                    last_update_s=last_update[i],
-                    alt_m=meta.alt_m,
-                    evidence=tuple(meta.evidence),
-                    primary_owner=meta.primary_owner,
+                    meta.track_id,
+                    _STATUS[status],
+                    time_s,
+                    east,
+                    north,
+                    velocity_east,
+                    velocity_north,
+                    P_i,
+                    p_i,
+                    CLASSES[best],
+                    meta.sensor_ids,
+                    meta.owners,
+                    meta.update_count,
+                    meta.first_seen_s,
+                    last,
+                    meta.alt_m,
+                    tuple(meta.evidence),
+                    meta.primary_owner,
                 )
             )
         return out
@@ -552,8 +572,7 @@ class Tracker:
         for slot, detection in zip(slots.tolist(), detections, strict=True):
             meta = self._meta[slot]
             meta.update_count += 1
-            meta.sensor_ids.add(detection.sensor_id)
-            meta.owners.add(detection.owner)
+            meta.seen_by(detection)
             meta.evidence.append(detection.event_id)
             meta.fuse_altitude(detection)
 
@@ -598,8 +617,7 @@ class Tracker:
         )
         self.next_id += 1
         meta.update_count = 1
-        meta.sensor_ids.add(detection.sensor_id)
-        meta.owners.add(detection.owner)
+        meta.seen_by(detection)
         meta.evidence.append(detection.event_id)
         meta.fuse_altitude(detection)
         self._meta[slot] = meta
@@ -746,8 +764,8 @@ class Tracker:
             tracker._meta[slot] = _Meta(
                 track_id=meta["track_id"],
                 first_seen_s=meta["first_seen_s"],
-                sensor_ids=set(meta["sensor_ids"]),
-                owners={(o[0], o[1]) for o in meta["owners"]},
+                sensor_ids=frozenset(meta["sensor_ids"]),
+                owners=frozenset((o[0], o[1]) for o in meta["owners"]),
                 evidence=deque(meta["evidence"], maxlen=_EVIDENCE),
                 update_count=meta["update_count"],
                 alt_m=meta["alt_m"],
