@@ -14,6 +14,7 @@ track faster than a person or an animal can move, or flying, is unlikely to be e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,14 +49,40 @@ class ClassFusion:
         self, sensor_type: str, target_class: str | None, confidence: float | None
     ) -> Array | None:
         """L(k) for one report, or None when the report says nothing about the class."""
+        reported = self._reported(sensor_type, target_class, confidence)
+        if reported is None:
+            return None
+        index, q = reported
+        out = np.full(K, (1.0 - q) / (K - 1))
+        out[index] = q
+        return out
+
+    def likelihood_rows(
+        self, reports: Sequence[tuple[str, str | None, float | None]]
+    ) -> tuple[list[int], Array]:
+        """:meth:`likelihood` of many reports ``(sensor_type, target_class, confidence)`` at once:
+        the positions of those that say something about the class, and their L (n, K)."""
+        informative, classes, shrunk = [], [], []
+        for i, (sensor_type, target_class, confidence) in enumerate(reports):
+            reported = self._reported(sensor_type, target_class, confidence)
+            if reported is not None:
+                informative.append(i)
+                classes.append(reported[0])
+                shrunk.append(reported[1])
+        q = np.array(shrunk, dtype=np.float64)
+        out = np.repeat(((1.0 - q) / (K - 1))[:, None], K, axis=1)
+        out[np.arange(len(q)), classes] = q
+        return informative, out
+
+    def _reported(
+        self, sensor_type: str, target_class: str | None, confidence: float | None
+    ) -> tuple[int, float] | None:
+        """The reported class's index and its shrunk confidence ``q'``; None: no information."""
         if target_class is None or target_class == TargetClass.UNKNOWN.value or confidence is None:
             return None
         weight = self.reliability.get(sensor_type, 0.5)
         q = 1.0 / K + weight * (min(max(confidence, 0.0), 1.0) - 1.0 / K)
-        q = min(max(q, 1.0 / K), 0.999)
-        out = np.full(K, (1.0 - q) / (K - 1))
-        out[INDEX[target_class]] = q
-        return out
+        return INDEX[target_class], min(max(q, 1.0 / K), 0.999)
 
     def update(self, p: Array, likelihood: Array | None) -> Array:
         """Bayes' rule with the floor."""

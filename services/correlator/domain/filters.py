@@ -179,6 +179,10 @@ def linear_position(x: Array) -> tuple[Array, Array]:
     return x[:, :2].copy(), np.broadcast_to(_POSITION, (x.shape[0], 2, 4))
 
 
+_SHARED_POSITION = _POSITION[None]
+_SHARED_POSITION.flags.writeable = False
+
+
 def wrap(angle: Array) -> Array:
     """Angles to (-pi, pi]."""
     return np.asarray(np.pi - np.mod(np.pi - angle, 2.0 * np.pi))
@@ -193,12 +197,13 @@ def residual(z: Array, zhat: Array, is_polar: bool) -> Array:
 
 
 def measure(x: Array, sensor_en: Array | None, dim: int, is_polar: bool) -> tuple[Array, Array]:
-    """h(x) and H for the measurement kind at hand."""
+    """h(x) (k, d) and H for the measurement kind at hand: (k, d, 4), or for a linear
+    measurement the one Jacobian all share, (1, 2, 4), which matrix products broadcast."""
     if is_polar:
         if sensor_en is None:
             raise ValueError("a polar measurement needs the sensor's position")
         return polar(x, sensor_en, with_velocity=dim == 3)
-    return linear_position(x)
+    return x[:, :2].copy(), _SHARED_POSITION
 
 
 @dataclass(frozen=True)

@@ -555,13 +555,12 @@ class Tracker:
         x, P = self._refresh(slots)
         fusion = self.config.classes
         probabilities = self.cls[slots]
-        likelihoods = [fusion.likelihood(d.sensor_type, d.target_class, d.confidence) for d in detections]
-        informative = [i for i, likelihood in enumerate(likelihoods) if likelihood is not None]
+        informative, likelihoods = fusion.likelihood_rows(
+            [(d.sensor_type, d.target_class, d.confidence) for d in detections]
+        )
         if informative:
             reported = np.array(informative, dtype=np.intp)
-            probabilities[reported] = fusion.update_rows(
-                probabilities[reported], np.array([likelihoods[i] for i in informative])
-            )
+            probabilities[reported] = fusion.update_rows(probabilities[reported], likelihoods)
         speed = np.hypot(x[:, 2], x[:, 3])
         speed_sigma = np.sqrt(np.maximum(0.0, (P[:, 2, 2] + P[:, 3, 3]) / 2.0))
         self.cls[slots] = fusion.kinematics_rows(probabilities, speed, speed_sigma)
@@ -599,7 +598,7 @@ class Tracker:
         self.xm[slot] = x0
         self.Pm[slot] = P0
         self.mu[slot] = np.asarray(self.config.imm.initial_probability)
-        self._refresh(np.array([slot], dtype=np.intp))
+        self.x[slot], self.P[slot] = x0, P0  # every model starts alike: the mixture is x0, P0
         self.t[slot] = detection.time_s
         self.last_update[slot] = detection.time_s
         self.status[slot] = TENTATIVE
