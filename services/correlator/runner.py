@@ -238,12 +238,8 @@ class CorrelatorTask(PartitionTask):
             metrics.rule_errors.labels(name).inc()
             log.error("rule %s failed: %s", name, error, extra={"partition": self.key})
         names = self.runner.names
-        records = [
-            OutRecord(
-                names(TRACKS), track_id.encode(), None if track is None else track.model_dump_json().encode()
-            )
-            for track_id, track in out.tracks
-        ]
+        tracks = names(TRACKS)
+        records = [OutRecord(tracks, track_id.encode(), message) for track_id, message in out.tracks]
         records += [json_record(names(ALERTS), alert.alert_id, alert) for alert in out.alerts]
         records += self.dead_letters
         self.dead_letters = []

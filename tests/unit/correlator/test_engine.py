@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -12,7 +13,7 @@ import orjson
 import pytest
 
 from schemas.alerts import AlertKind
-from schemas.tracks import TrackStatus
+from schemas.tracks import Track, TrackStatus
 from services.core.config import LinderoConfig
 from services.correlator.domain.detections import Detection
 from services.correlator.domain.engine import DEDUP_WINDOW_S, Output, RegionEngine
@@ -78,8 +79,13 @@ def feed(engine: RegionEngine, detections: Sequence[Detection], first_offset: in
     return outputs
 
 
+def parsed(message: bytes | None) -> Track | None:
+    """A published track message, validated against the wire schema (None: a tombstone)."""
+    return None if message is None else Track.model_validate_json(message, strict=True)
+
+
 def tracks_of(outputs: Sequence[Output]) -> list[tuple[str, Any]]:
-    return [(track_id, message) for out in outputs for track_id, message in out.tracks]
+    return [(track_id, parsed(message)) for out in outputs for track_id, message in out.tracks]
 
 
 def alerts_of(outputs: Sequence[Output]) -> list[Any]:
@@ -90,7 +96,7 @@ def wire(outputs: Sequence[Output]) -> list[Any]:
     """Everything a step hands to the Kafka loop, as plain data."""
     return [
         (
-            [(track_id, m.model_dump() if m else None) for track_id, m in out.tracks],
+            out.tracks,
             [a.model_dump() for a in out.alerts],
             out.processed,
             out.rule_errors,
@@ -210,7 +216,7 @@ def test_tentative_tracks_are_never_published(make_engine: Engines) -> None:
     assert out.tracks == []
     engine.add(detections[2])
     out = engine.step(now_s=detections[2].time_s + 2.0)
-    [(track_id, message)] = out.tracks
+    [(track_id, message)] = tracks_of([out])
     assert message is not None
     assert message.status is TrackStatus.CONFIRMED
     assert message.track_id == track_id
@@ -253,7 +259,7 @@ def test_status_changes_are_published_at_once(make_engine: Engines) -> None:
     published = [
         (d.time_s - T0, m.status)
         for d, out in zip(detections, feed(engine, detections), strict=True)
-        for _, m in out.tracks
+        for _, m in tracks_of([out])
         if m is not None
     ]
     statuses = [status for _, status in published]
@@ -262,6 +268,40 @@ def test_status_changes_are_published_at_once(make_engine: Engines) -> None:
     back_at = published[2][0]
     assert coasting_at == pytest.approx(30.0)  # the first input after the gap moves event time on
     assert back_at <= 34.0, "the re-acquired track must not wait for the publish interval"
+
+
+def test_track_messages_are_what_the_schema_writes(make_engine: Engines) -> None:
+    """Every published message is, byte for byte, pydantic's JSON of the Track it parses to."""
+    engine = make_engine()
+    walker, detections = crossing(engine.context)
+    outputs = feed(engine, detections) + [engine.step(now_s=walker.end_s + k) for k in range(5, 90, 5)]
+    messages = [message for out in outputs for _, message in out.tracks if message is not None]
+    assert len(messages) > 10
+    statuses = set()
+    for message in messages:
+        track = Track.model_validate_json(message, strict=True)
+        statuses.add(track.status)
+        assert track.model_dump_json().encode() == message
+    assert statuses == {TrackStatus.CONFIRMED, TrackStatus.COASTING, TrackStatus.LOST}
+
+
+def test_a_track_state_the_schema_refuses_is_not_published(make_engine: Engines) -> None:
+    """A non-finite estimate fails loudly instead of going out as an invalid message."""
+    engine = make_engine()
+    _, detections = crossing(engine.context)
+    feed(engine, detections[:4])
+    [estimate] = engine.tracker.estimates()
+    assert len(engine.to_messages([estimate])) == 1
+    for change in ({"velocity_north_mps": math.nan}, {"alt_m": 25_000.0}):
+        with pytest.raises(ValueError, match="not a valid wire state"):
+            engine.to_messages([_changed(estimate, **change)])
+
+
+def _changed(estimate: Any, **fields: Any) -> Any:
+    """A copy of a track estimate with some fields changed (a dataclass or a named tuple)."""
+    if dataclasses.is_dataclass(estimate):
+        return dataclasses.replace(estimate, **fields)
+    return estimate._replace(**fields)
 
 
 def test_a_track_that_ends_is_published_lost_then_deleted(make_engine: Engines) -> None:
