@@ -21,7 +21,7 @@ For each number of clients (all operators of centre cc-cucuta, region co-ve-cucu
    fresh topic prefix and ``config/demo.yaml``. The clients connect and say hello with a token
    and, with ``--compact`` (the default), ``"subscribe": {"compact_tracks": true}``: a track's
    movement then arrives as a small ``track_moved`` message, the whole ``track`` only when
-   something else changed or every 10 s. This process then feeds load the way production does:
+   something else changed or every 60 s. This process then feeds load the way production does:
    ``Alert`` records on ``alerts`` (key = alert id, a third new alerts, two thirds revisions of
    recent ones, ``updated_at`` = now) at 10, 20 and 100 alerts/s, and ``Track`` records on
    ``tracks`` (300 tracks, ``--tracks-per-s`` updates in all) at the same time. Each rate runs
@@ -1125,7 +1125,7 @@ def markdown(rows: list[Row], bares: dict[int, Bare], found: list[str], meta: di
             ' The clients subscribe with `"compact_tracks": true`: a track\'s movement arrives as a '
             "small `track_moved` message (track id and an array of numbers: time in epoch seconds, "
             "rounded position, velocity, uncertainty, class probabilities when they changed), the "
-            "whole `track` only when anything else changed or every 10 s."
+            "whole `track` only when anything else changed or every 60 s."
         )
     else:
         layout += " The clients get every track update as a whole `track` message."
@@ -1263,9 +1263,9 @@ def analysis(rows: list[Row], bares: dict[int, Bare]) -> str:
         versus = f" against {old_per_message} B in the old layout" if old else ""
         parts.append(
             f"- *Bytes, still.* Compact tracks make a track update {moved:,.0f} B on the wire instead "
-            f"of {whole:,.0f} B ({moved / whole:.0%}); with the whole track every 10 s per track, a "
+            f"of {whole:,.0f} B ({moved / whole:.0%}); with the whole track every 60 s per track, a "
             f"track message is {track:,.0f} B on average (`track_moved` is a positional array of "
-            "numbers; most of what is left is the whole tracks every 10 s and the alerts). Per "
+            "numbers; the rest is the whole tracks every 60 s). Per "
             f"message the rows with tracks carry {per_message} B"
             f"{versus}. With {TRACKS_PER_S:g} track updates/s and 10 alerts/s, 1,000 clients still "
             f"need ~{need[1000]:,.0f} MB/s and 5,000 clients ~{need[5000]:,.0f} MB/s."

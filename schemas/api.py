@@ -105,7 +105,7 @@ class StreamSubscription(_Request):
         description="send a track's movement as a small track_moved message (an array of numbers: "
         "time, position, velocity, uncertainty, and class probabilities when they change; see "
         "schemas.api.TRACK_MOVED_FIELDS) and the whole track only when anything else changes or "
-        "every 10 s: about a fifth of a whole track's bytes",
+        "every 60 s: about a fifth of a whole track's bytes",
     )
 
 

@@ -9,7 +9,14 @@ import orjson
 
 from schemas.api import TRACK_MOVED_FIELDS
 from schemas.tracks import ClassProbability, Track, TrackStatus
-from services.alerts.hub import Subscription, ViewClass, _compact_track
+from services.alerts.hub import (
+    Entry,
+    Subscription,
+    ViewClass,
+    _compact_track,
+    _latest_movements,
+    _movement_only,
+)
 from tests.unit.alerts.builders import DEMO, T0, centre_viewer, make_track
 
 
@@ -68,3 +75,35 @@ def test_a_static_change_sends_the_whole_track() -> None:
     first = make_track(DEMO, "CO", "co-ve-cucuta")
     _send(view_class, first)
     assert _send(view_class, first.model_copy(update={"status": TrackStatus.COASTING}))["type"] == "track"
+
+
+def test_a_lagging_client_gets_each_tracks_latest_movement_only() -> None:
+    """A frame leaves out pure movements a later message about the same track supersedes."""
+    view_class = _classes()
+    first = make_track(DEMO, "CO", "co-ve-cucuta")
+    other = make_track(DEMO, "CO", "co-ve-cucuta", track_id="co-ve-cucuta.T000043")
+    _send(view_class, first)
+    _send(view_class, other)
+    for step in range(1, 4):
+        for track in (first, other):
+            moved = track.model_copy(update={"time": T0 + dt.timedelta(seconds=step)})
+            message = orjson.dumps(_send(view_class, moved))
+            view_class.append(Entry(message, None, track.track_id, _movement_only(message)))
+    alert = Entry(b'{"type":"alert"}')
+    view_class.append(alert)
+    body, count, _ = view_class.body(0)
+    messages = orjson.loads(b"[" + body + b"]")
+    assert count == len(messages) == 3
+    assert [m.get("track_id") for m in messages] == [first.track_id, other.track_id, None]
+    assert [m["m"][0] for m in messages[:2]] == [(T0 + dt.timedelta(seconds=3)).timestamp()] * 2
+
+
+def test_movements_with_class_probabilities_and_whole_tracks_stay() -> None:
+    """Only pure movements are left out: a class change or a whole track is kept."""
+    whole = Entry(b'{"type":"track"}', None, "t1")
+    with_classes = Entry(b'{"type":"track_moved","track_id":"t1","m":[1,{"person":0.5}]}', None, "t1")
+    pure = b'{"type":"track_moved","track_id":"t1","m":[2,null]}'
+    latest = Entry(pure, None, "t1", _movement_only(pure))
+    assert _movement_only(pure)
+    assert not _movement_only(with_classes.message)
+    assert _latest_movements([whole, with_classes, latest, latest]) == [whole, with_classes, latest]
