@@ -290,6 +290,33 @@ def test_class_fusion() -> None:
     assert p.min() >= fusion.floor / classification.K - 1e-12
 
 
+def test_likelihood_rows_match_one_report_at_a_time() -> None:
+    """The batched class likelihoods equal the one-report ones and skip uninformative reports."""
+    fusion = classification.ClassFusion()
+    reports = [
+        ("drone", "vehicle", 0.9),
+        ("ground", "unknown", 0.7),
+        ("radar", "person", 1.4),
+        ("x", None, 0.5),
+    ]
+    informative, rows = fusion.likelihood_rows(reports)
+    assert informative == [0, 2]
+    for row, i in zip(rows, informative, strict=True):
+        assert np.array_equal(row, fusion.likelihood(*reports[i]))
+    assert fusion.likelihood_rows([])[0] == []
+
+
+def test_estimates_are_frozen_dataclasses_equal_to_their_fields() -> None:
+    """The tracker's fast-built estimates equal ones built field by field, and stay immutable."""
+    tracker = _run(Scenario([Target(1_000, 2_000, 1.2, 0.3)], seed=2), 10)
+    [estimate] = tracker.estimates()
+    fields = {f.name: getattr(estimate, f.name) for f in dataclasses.fields(estimate)}
+    assert repr(type(estimate)(**fields)) == repr(estimate)
+    assert dataclasses.replace(estimate, east_m=1.0).east_m == 1.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        estimate.east_m = 1.0  # type: ignore[misc]
+
+
 def test_speed_argues_against_people() -> None:
     """A well-estimated 20 m/s makes 'person' and 'animal' unlikely."""
     fusion = classification.ClassFusion()
