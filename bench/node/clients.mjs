@@ -110,8 +110,10 @@ function onFrame(client, data) {
     } else if (message.type === "track") {
       record(window.trackMs, received - Date.parse(message.data.time));
     } else if (message.type === "track_moved") {
-      // m[0]: the track's time in epoch seconds (schemas.api.TRACK_MOVED_FIELDS)
-      record(window.trackMs, received - message.m[0] * 1000);
+      // m[0]: the track's time in epoch seconds (schemas.api.TRACK_MOVED_FIELDS); servers before
+      // that format (--server-root of an older revision) sent data.time
+      const time = message.m ? message.m[0] * 1000 : Date.parse(message.data.time);
+      record(window.trackMs, received - time);
     }
   }
 }

@@ -34,7 +34,7 @@ from schemas.lifecycle import AlertAction, AlertState, AuditRecord, Dispatch
 from schemas.topics import ALERT_ACTIONS, ALERT_STATE, ALERTS, AUDIT, DISPATCHES, REGISTRY
 from services.alerts.domain.lifecycle import Decision, Lifecycle
 from services.core.config import LinderoConfig
-from services.core.kafka import KafkaSettings, ensure_topics, topic_partitions
+from services.core.kafka import KafkaSettings, KafkaSetupError, ensure_topics, topic_partitions
 from services.core.processor import Batch, PartitionTask, Processor, ProcessorHooks, json_record, read_latest
 
 log = logging.getLogger(__name__)
@@ -212,6 +212,11 @@ class LifecycleProcessor:
             await ensure_topics(self.kafka, list(REGISTRY))
         names = [self.names(ALERTS), self.names(ALERT_ACTIONS), self.names(ALERT_STATE)]
         counts = {name: len(p) for name, p in (await topic_partitions(self.kafka, names)).items()}
+        missing = [name for name in names if not counts.get(name)]
+        if missing:
+            # Joining the group before the broker describes the inputs leaves the task without
+            # partitions until the consumer's next metadata refresh (5 minutes): start again.
+            raise KafkaSetupError(f"topics not available yet: {', '.join(missing)}")
         if len(set(counts.values())) > 1:
             raise KafkaError(
                 f"alerts, alert.actions and alert.state must have equal partition counts: {counts}"
