@@ -280,15 +280,16 @@ class RegionEngine:
             self.published[estimate.track_id] = now_s
             self.published_status[estimate.track_id] = estimate.status.value
             out.tracks.append((estimate.track_id, message))
+        retracted: list[TrackEstimate] = []
         for estimate in sorted(ended, key=lambda e: e.track_id):
             for rule in self.rules.values():
                 rule.forget(estimate.track_id)
             self.book.forget_track(estimate.track_id)
             self.pending_publish.discard(estimate.track_id)
             self.published_status.pop(estimate.track_id, None)
-            if self.published.pop(estimate.track_id, None) is None:
-                continue  # never shown: nothing to retract
-            [message] = self.to_messages([estimate])
+            if self.published.pop(estimate.track_id, None) is not None:  # else never shown
+                retracted.append(estimate)
+        for estimate, message in zip(retracted, self.to_messages(retracted), strict=True):
             out.tracks.append((estimate.track_id, message))
             out.tracks.append((estimate.track_id, None))
 
@@ -309,24 +310,26 @@ class RegionEngine:
         north = np.array([e.north_m for e in estimates])
         lat, lon, _ = context.frame.to_wgs84(east, north, np.zeros(len(estimates)))
         countries = context.jurisdiction(east, north)
-        borders = context.border_distance(east, north)
-        probabilities = np.stack([e.class_probabilities for e in estimates])
-        orders = np.argsort(-probabilities, axis=1).tolist()
+        borders = context.border_distance(east, north).tolist()
+        stacked = np.stack([e.class_probabilities for e in estimates])
+        orders = np.argsort(-stacked, axis=1).tolist()
+        probabilities = stacked.tolist()
+        lats, lons = lat.tolist(), lon.tolist()
         out = []
         for i, estimate in enumerate(estimates):
             covariance = estimate.covariance
             heading = (
                 math.degrees(math.atan2(estimate.velocity_east_mps, estimate.velocity_north_mps)) % 360.0
             )
-            border_m = float(borders[i])
+            border_m = borders[i]
             alt_m = None if estimate.alt_m is None else float(estimate.alt_m)
             message = {
                 "schema_version": SCHEMA_VERSION,
                 "track_id": estimate.track_id,
                 "region": context.region,
                 "time": _utc_text(estimate.time_s),
-                "lat": float(lat[i]),
-                "lon": float(lon[i]),
+                "lat": lats[i],
+                "lon": lons[i],
                 "alt_m": alt_m,
                 "velocity_east_mps": _clip(estimate.velocity_east_mps, 1_000.0),
                 "velocity_north_mps": _clip(estimate.velocity_north_mps, 1_000.0),
@@ -341,8 +344,7 @@ class RegionEngine:
                 "status": estimate.status.value,
                 "class": estimate.target_class,
                 "class_probabilities": [
-                    {"class": CLASSES[k], "probability": round(float(probabilities[i, k]), 4)}
-                    for k in orders[i]
+                    {"class": CLASSES[k], "probability": round(probabilities[i][k], 4)} for k in orders[i]
                 ],
                 "sensor_ids": sorted(estimate.sensor_ids)[:64],
                 "owners": [{"country": c, "agency": a} for c, a in sorted(estimate.owners)][:16],
