@@ -1110,7 +1110,7 @@ def markdown(rows: list[Row], bares: dict[int, Bare], found: list[str], meta: di
             "`LINDERO_ALERTS_RUN_LIFECYCLE=false` and `LINDERO_ALERTS_RUN_WEBHOOKS=false`, which only "
             "reads `alert.state`, `tracks` and dispatches from Kafka and fans them out. A second instance "
             "with `LINDERO_ALERTS_RUN_LIFECYCLE=true` (its own port, no clients) runs the lifecycle: it "
-            "turns each alert into an `alert.state` record in a Kafka transaction (every 0.1 s, the "
+            "turns each alert into an `alert.state` record in a Kafka transaction (every 0.05 s, the "
             "due partitions' transactions side by side). This is the production layout for heavy "
             "fan-out: the lifecycle no longer waits for a loop busy with websockets."
         )
@@ -1169,7 +1169,7 @@ def markdown(rows: list[Row], bares: dict[int, Bare], found: list[str], meta: di
   frames' `seq`). A client would get all of them: offered load = clients × (alerts/s + tracks/s).
   **bytes/message**: MB/s ÷ messages/s (frame headers included).
 - **alert p50 / p99**: per alert message, client receive time − the revision's `updated_at`, so
-  it includes Kafka, the lifecycle's transaction (committed every 0.1 s) and the fan-out;
+  it includes Kafka, the lifecycle's transaction (committed every 0.05 s) and the fan-out;
   **fan-out share**: receive time − the state's `updated_at` (the lifecycle's decision), i.e.
   transaction commit, the gateway's read and the fan-out. **track**: receive time − the track's
   time (`track` and `track_moved` alike). Latencies come from ~{SAMPLED_CLIENTS} clients spread
@@ -1301,7 +1301,7 @@ def analysis(rows: list[Row], bares: dict[int, Bare]) -> str:
     parts.append(
         "- *A floor under the latency goals.* Even with few clients and no tracks, an alert crosses "
         "Kafka twice (`alerts` → lifecycle, `alert.state` → gateway, read committed), waits for the "
-        "lifecycle's next transaction (every `LINDERO_ALERTS_COMMIT_INTERVAL_S` = 0.1 s: nobody can "
+        "lifecycle's next transaction (every `LINDERO_ALERTS_COMMIT_INTERVAL_S` = 0.05 s: nobody can "
         "read the state before it commits) and for the client's next frame (a gap of clients ÷ "
         "`LINDERO_ALERTS_FRAME_BUDGET_PER_S`, between 20 and 200 ms: 40 ms at 1,000 clients, 200 ms at "
         f"5,000).{quiet_text} {PREVIOUS_FLOOR} With the default settings a p99 under 100 ms at 1,000 "

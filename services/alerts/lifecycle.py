@@ -185,7 +185,7 @@ class LifecycleProcessor:
         board: TeamBoard,
         *,
         group_id: str = "lindero-alerts-lifecycle",
-        commit_interval_s: float = 0.1,
+        commit_interval_s: float = 0.05,
         create_topics: bool = True,
         on_applied: Callable[[Sequence[tuple[Any, Decision]]], None] | None = None,
     ) -> None:

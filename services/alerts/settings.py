@@ -56,7 +56,10 @@ class AlertsSettings(ServiceSettings):
         default=5.0, gt=0, description="REST actions wait this long for their outcome, s"
     )
     commit_interval_s: float = Field(
-        default=0.1, gt=0, description="lifecycle transactions at most this often, s"
+        default=0.05,
+        gt=0,
+        description="lifecycle transactions at most this often, s: an alert waits for the next one "
+        "before any gateway can read its state (a transaction costs a few ms, only when there is input)",
     )
     lifecycle_group: str = Field(default="lindero-alerts-lifecycle", description="consumer group (prefixed)")
     webhook_group: str = Field(default="lindero-alerts-webhooks", description="consumer group (prefixed)")
