@@ -81,7 +81,10 @@ SensorRegistry = Mapping[str, RadarSensor | DroneSensor | GroundSensor]
 
 
 def _diag(*sigmas: float) -> Array:
-    return np.diag(np.square(np.asarray(sigmas, dtype=np.float64)))
+    covariance = np.zeros((len(sigmas), len(sigmas)))
+    for i, sigma in enumerate(sigmas):
+        covariance[i, i] = sigma * sigma
+    return covariance
 
 
 def from_record(record: SensorEventRecord, frame: LocalFrame, sensors: SensorRegistry) -> Detection:
@@ -91,7 +94,7 @@ def from_record(record: SensorEventRecord, frame: LocalFrame, sensors: SensorReg
     if isinstance(event, RadarEvent):
         return _radar(record, event, frame, config.radar if isinstance(config, RadarSensor) else None)
     if isinstance(event, DroneEvent):
-        east, north, _ = frame.to_enu(event.detection.lat, event.detection.lon)
+        east, north, _ = frame.point_to_enu(event.detection.lat, event.detection.lon)
         sigma = event.detection.sigma_m
         return _detection(
             record,
@@ -144,7 +147,7 @@ def _radar(
 ) -> Detection:
     target_class = event.target_class.value if event.target_class else None
     if event.plot is not None:
-        east, north, _ = frame.to_enu(event.plot.lat, event.plot.lon)
+        east, north, _ = frame.point_to_enu(event.plot.lat, event.plot.lon)
         sigma = event.plot.sigma_m
         return _detection(
             record,
@@ -161,7 +164,7 @@ def _radar(
         raise ValueError(f"radar {event.sensor_id} reported polar data without a known site")
     if event.range_m is None or event.bearing_deg is None:
         raise ValueError(f"radar event {event.event_id} has neither a plot nor range and bearing")
-    site_e, site_n, _ = frame.to_enu(site.lat, site.lon, site.alt_m or 0.0)
+    site_e, site_n, _ = frame.point_to_enu(site.lat, site.lon, site.alt_m or 0.0)
     range_sigma = event.range_sigma_m or (params.range_sigma_m if params else 15.0)
     bearing_sigma = math.radians(event.bearing_sigma_deg or (params.bearing_sigma_deg if params else 0.6))
     alt_m = alt_sigma_m = None
@@ -200,7 +203,7 @@ def _ground(
     site = record.sensor_site
     if site is None:
         raise ValueError(f"ground sensor {event.sensor_id} has no registered site")
-    site_e, site_n, _ = frame.to_enu(site.lat, site.lon)
+    site_e, site_n, _ = frame.point_to_enu(site.lat, site.lon)
     east, north = float(site_e), float(site_n)
     sigma = radius
     if event.bearing_deg is not None and event.range_m is not None:

@@ -9,6 +9,7 @@ radians inside.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,6 +74,8 @@ class LocalFrame:
     alt0_m: float = 0.0
     _origin: Array = field(init=False, repr=False, compare=False)
     _rotation: Array = field(init=False, repr=False, compare=False)
+    _origin_xyz: tuple[float, float, float] = field(init=False, repr=False, compare=False)
+    _rotation_rows: tuple[tuple[float, float, float], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         lat, lon = np.radians(self.lat0_deg), np.radians(self.lon0_deg)
@@ -86,6 +89,8 @@ class LocalFrame:
         )
         object.__setattr__(self, "_origin", origin)
         object.__setattr__(self, "_rotation", rotation)
+        object.__setattr__(self, "_origin_xyz", tuple(float(v) for v in origin))
+        object.__setattr__(self, "_rotation_rows", tuple(tuple(float(v) for v in row) for row in rotation))
 
     def to_enu(
         self, lat_deg: ArrayLike, lon_deg: ArrayLike, alt_m: ArrayLike = 0.0
@@ -95,6 +100,23 @@ class LocalFrame:
         delta = np.stack(np.broadcast_arrays(x, y, z)) - self._origin.reshape(3, *([1] * np.ndim(x)))
         enu = np.tensordot(self._rotation, delta, axes=1)
         return enu[0], enu[1], enu[2]
+
+    def point_to_enu(self, lat_deg: float, lon_deg: float, alt_m: float = 0.0) -> tuple[float, float, float]:
+        """``to_enu`` of one point in plain floats: the same formulas without numpy's per-call
+        overhead (a correlator converts every detection on its own; numpy took ~15 µs a point)."""
+        lat, lon = math.radians(lat_deg), math.radians(lon_deg)
+        sin_lat, cos_lat = math.sin(lat), math.cos(lat)
+        radius = WGS84_A / math.sqrt(1.0 - WGS84_E2 * sin_lat * sin_lat)
+        x = (radius + alt_m) * cos_lat * math.cos(lon)
+        y = (radius + alt_m) * cos_lat * math.sin(lon)
+        z = (radius * (1.0 - WGS84_E2) + alt_m) * sin_lat
+        dx, dy, dz = x - self._origin_xyz[0], y - self._origin_xyz[1], z - self._origin_xyz[2]
+        (r00, r01, r02), (r10, r11, r12), (r20, r21, r22) = self._rotation_rows
+        return (
+            r00 * dx + r01 * dy + r02 * dz,
+            r10 * dx + r11 * dy + r12 * dz,
+            r20 * dx + r21 * dy + r22 * dz,
+        )
 
     def to_wgs84(
         self, east_m: ArrayLike, north_m: ArrayLike, up_m: ArrayLike = 0.0

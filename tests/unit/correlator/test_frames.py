@@ -32,6 +32,25 @@ def test_round_trip_is_exact_to_a_millimetre(
     assert abs(float(back_alt) - alt) < 1e-3
 
 
+@given(
+    lat0=st.floats(-80, 80),
+    lon0=st.floats(-179, 179),
+    d_lat=st.floats(-0.3, 0.3),
+    d_lon=st.floats(-0.3, 0.3),
+    alt=st.floats(-100, 5_000),
+)
+@settings(max_examples=300)
+def test_one_point_in_floats_equals_the_vectorised_conversion(
+    lat0: float, lon0: float, d_lat: float, d_lon: float, alt: float
+) -> None:
+    """point_to_enu (plain floats, used per detection) gives to_enu's answer to a micrometre."""
+    frame = LocalFrame(lat0, lon0, 120.0)
+    lat, lon = lat0 + d_lat, ((lon0 + d_lon + 180) % 360) - 180
+    fast = frame.point_to_enu(lat, lon, alt)
+    assert all(isinstance(v, float) for v in fast)
+    assert np.allclose(fast, [float(v) for v in frame.to_enu(lat, lon, alt)], rtol=0.0, atol=1e-6)
+
+
 def test_origin_and_axes() -> None:
     """The origin is (0, 0, 0); north is +y, east is +x, up is +z."""
     frame = LocalFrame(7.9, -72.45, 300.0)
