@@ -469,23 +469,33 @@ class Tracker:
             candidates = candidates[self._may_gate(candidates, scan_time_s, positions, variance, gate)]
         if len(candidates) == 0:
             return [], detections
-        # One IMM prediction to the scan time serves both the gate (its moments) and the update.
-        prediction = imm_predict(
-            self.xm[candidates],
-            self.Pm[candidates],
-            self.mu[candidates],
-            scan_time_s - self.t[candidates],
-            self.config.imm,
-        )
-        x, P = prediction.combined()
+        # When every detection carries the scan's time (a radar revolution, a drone's report), one
+        # IMM prediction serves both the gate (its moments) and the update. When they differ (the
+        # engine's scans span its grouping window) the gate predicts the kept moments (cheap) and
+        # each assigned track is then predicted to its own detection's time.
+        shared = bool((batch.times == scan_time_s).all())
+        dt = scan_time_s - self.t[candidates]
+        if shared:
+            prediction = imm_predict(
+                self.xm[candidates], self.Pm[candidates], self.mu[candidates], dt, self.config.imm
+            )
+            x, P = prediction.combined()
+        else:
+            x, P = predict_moments(
+                self.x[candidates], self.P[candidates], self.mu[candidates], dt, self.config.imm
+            )
         sensor_en = batch.sensors[0] if batch.sensors is not None else None
         assignment = associate(x, P, z, R, positions, variance, sensor_en, is_polar, gate)
         if len(assignment.tracks) == 0:
             return [], detections
         slots = candidates[assignment.tracks]
-        prediction = self._predicted_to_detections(
-            _rows(prediction, assignment.tracks), slots, batch.times[assignment.detections], scan_time_s
-        )
+        if shared:
+            prediction = _rows(prediction, assignment.tracks)
+        else:
+            times = batch.times[assignment.detections]
+            prediction = imm_predict(
+                self.xm[slots], self.Pm[slots], self.mu[slots], times - self.t[slots], self.config.imm
+            )
         self._update(slots, prediction, assignment.detections, detections, batch)
         taken = set(assignment.detections.tolist())
         return slots.tolist(), [d for j, d in enumerate(detections) if j not in taken]
@@ -513,25 +523,6 @@ class Tracker:
         offset = predicted[:, None, :] - positions[None, :, :]
         distance2 = np.einsum("kmd,kmd->km", offset, offset)
         return np.asarray((distance2 <= (reach * reach)[:, None]).any(axis=1))
-
-    def _predicted_to_detections(
-        self, at_scan: ImmPrediction, slots: NDArray[np.intp], times: Array, scan_time_s: float
-    ) -> ImmPrediction:
-        """The prediction of each track to its detection's own time: the one to the scan time
-        where they agree (always, for a radar revolution or a drone report in one message), a
-        fresh one for the rows where they do not (the engine's scans span up to its window)."""
-        other = np.flatnonzero(times != scan_time_s)
-        if len(other) == 0:
-            return at_scan
-        moved = slots[other]
-        again = imm_predict(
-            self.xm[moved], self.Pm[moved], self.mu[moved], times[other] - self.t[moved], self.config.imm
-        )
-        if len(other) == len(slots):
-            return again
-        xm, Pm, c = at_scan.xm.copy(), at_scan.Pm.copy(), at_scan.c.copy()
-        xm[other], Pm[other], c[other] = again.xm, again.Pm, again.c
-        return ImmPrediction(xm, Pm, c)
 
     def _update(
         self,
