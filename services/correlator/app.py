@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from services.core.config import LinderoConfig
+from services.core.kafka import KafkaSetupError
 from services.correlator.metrics import CorrelatorMetrics
 from services.correlator.runner import Correlator
 from services.correlator.settings import CorrelatorSettings
@@ -67,7 +68,7 @@ async def _supervise(correlator: Correlator, stop: asyncio.Event) -> None:
             await correlator.start()
             backoff_s = 0.5
             await correlator.run(stop)
-        except (KafkaError, OSError) as exc:
+        except (KafkaError, KafkaSetupError, OSError) as exc:
             log.error("correlator loop failed: %s; restarting in %.1f s", exc, backoff_s)
             with contextlib.suppress(KafkaError, OSError):
                 await correlator.stop()

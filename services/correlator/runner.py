@@ -39,7 +39,7 @@ from schemas.topics import (
 )
 from services.core.config import LinderoConfig
 from services.core.geography import Geography
-from services.core.kafka import ensure_topics, topic_partitions
+from services.core.kafka import KafkaSetupError, ensure_topics, topic_partitions
 from services.core.processor import (
     Batch,
     OutRecord,
@@ -309,8 +309,14 @@ class Correlator:
         kafka = self.settings.kafka
         if self.settings.create_topics:
             await ensure_topics(kafka, list(REGISTRY))
-        found = await topic_partitions(kafka, [self.names(SENSOR_STATUS)])
-        self.status_partitions = len(found.get(self.names(SENSOR_STATUS), []))
+        inputs = [self.names(SENSOR_EVENTS), self.names(SENSOR_STATUS)]
+        found = await topic_partitions(kafka, inputs)
+        missing = [name for name in inputs if not found.get(name)]
+        if missing:
+            # Joining the group before the broker describes the inputs leaves the tasks without
+            # partitions until the consumer's next metadata refresh (minutes): start again.
+            raise KafkaSetupError(f"topics not available yet: {', '.join(missing)}")
+        self.status_partitions = len(found[self.names(SENSOR_STATUS)])
 
     async def start(self) -> None:
         await self.processor.start()
