@@ -183,11 +183,11 @@ class TrackEstimate:
     """The owner of the sensor that first saw the track."""
 
     @classmethod
-    def _of(cls, *values: Any) -> TrackEstimate:
-        """An estimate from the values of all fields, in their order (what ``cls(*values)``
-        gives, about three times faster)."""
+    def _of(cls, fields: dict[str, Any]) -> TrackEstimate:
+        """An estimate from all its fields by name: what ``cls(**fields)`` gives, several times
+        faster (the dict becomes the instance's ``__dict__``; the caller hands it over)."""
         estimate = object.__new__(cls)
-        object.__setattr__(estimate, "__dict__", dict(zip(_ESTIMATE_FIELDS, values, strict=True)))
+        object.__setattr__(estimate, "__dict__", fields)
         return estimate
 
     @property
@@ -198,9 +198,6 @@ class TrackEstimate:
     def position_sigma_m(self) -> float:
         """One-sigma circular equivalent: sqrt((P_ee + P_nn) / 2)."""
         return math.sqrt(max(0.0, (self.covariance[0, 0] + self.covariance[1, 1]) / 2.0))
-
-
-_ESTIMATE_FIELDS = tuple(f.name for f in dataclasses.fields(TrackEstimate))
 
 
 @dataclass
@@ -357,7 +354,7 @@ class Tracker:
                 times[later] = at_s
         probabilities = self.cls[slots]
         best_class = np.argmax(probabilities, axis=1).tolist()
-        # Plain lists and positional arguments: this runs for every track a scan touches.
+        # Plain lists and one dict per estimate: this runs for every track a scan touches.
         columns = zip(
             slots.tolist(),
             self.status[slots].tolist(),
@@ -379,24 +376,26 @@ class Tracker:
             meta = self._meta[slot]
             out.append(
                 TrackEstimate._of(
-                    meta.track_id,
-                    _STATUS[status],
-                    time_s,
-                    east,
-                    north,
-                    velocity_east,
-                    velocity_north,
-                    P_i,
-                    p_i,
-                    CLASSES[best],
-                    meta.sensor_ids,
-                    meta.owners,
-                    meta.update_count,
-                    meta.first_seen_s,
-                    last,
-                    meta.alt_m,
-                    tuple(meta.evidence),
-                    meta.primary_owner,
+                    {
+                        "track_id": meta.track_id,
+                        "status": _STATUS[status],
+                        "time_s": time_s,
+                        "east_m": east,
+                        "north_m": north,
+                        "velocity_east_mps": velocity_east,
+                        "velocity_north_mps": velocity_north,
+                        "covariance": P_i,
+                        "class_probabilities": p_i,
+                        "target_class": CLASSES[best],
+                        "sensor_ids": meta.sensor_ids,
+                        "owners": meta.owners,
+                        "update_count": meta.update_count,
+                        "first_seen_s": meta.first_seen_s,
+                        "last_update_s": last,
+                        "alt_m": meta.alt_m,
+                        "evidence": tuple(meta.evidence),
+                        "primary_owner": meta.primary_owner,
+                    }
                 )
             )
         return out
