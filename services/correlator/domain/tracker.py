@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -262,6 +263,8 @@ class Tracker:
         self._models = self.config.imm.count
         self._allocate(capacity)
         self._meta: dict[int, _Meta] = {}
+        self._slots: dict[str, int] = {}
+        """Track id -> slot (the engine looks tracks up by id to publish held-back updates)."""
         self._free: list[int] = list(range(capacity - 1, -1, -1))
         self.next_id = 1
         self.time_s = -math.inf
@@ -307,7 +310,9 @@ class Tracker:
 
     def _release(self, slot: int) -> None:
         self.status[slot] = FREE
-        self._meta.pop(slot, None)
+        meta = self._meta.pop(slot, None)
+        if meta is not None:
+            self._slots.pop(meta.track_id, None)
         self._free.append(slot)
 
     @property
@@ -411,10 +416,7 @@ class Tracker:
         return self._estimates(live, at_s)
 
     def slot_of(self, track_id: str) -> int | None:
-        for slot, meta in self._meta.items():
-            if meta.track_id == track_id:
-                return slot
-        return None
+        return self._slots.get(track_id)
 
     # -- scans -------------------------------------------------------------------------------
 
@@ -627,6 +629,7 @@ class Tracker:
         meta.evidence.append(detection.event_id)
         meta.fuse_altitude(detection)
         self._meta[slot] = meta
+        self._slots[meta.track_id] = slot
         if self.config.confirm_m <= 1:
             self.status[slot] = CONFIRMED
         return slot
@@ -739,8 +742,8 @@ class Tracker:
                 {
                     "track_id": m.track_id,
                     "first_seen_s": m.first_seen_s,
-                    "sensor_ids": sorted(m.sensor_ids),
-                    "owners": sorted(m.owners),
+                    "sensor_ids": _sorted(m.sensor_ids),
+                    "owners": _sorted(m.owners),
                     "evidence": list(m.evidence),
                     "update_count": m.update_count,
                     "alt_m": m.alt_m,
@@ -779,10 +782,18 @@ class Tracker:
                 alt_time_s=float(meta.get("alt_time_s", 0.0)),
                 primary_owner=(meta["primary_owner"][0], meta["primary_owner"][1]),
             )
+            tracker._slots[meta["track_id"]] = slot
         tracker._refresh(np.arange(count, dtype=np.intp))
         tracker.next_id = int(state["next_id"])
         tracker.time_s = state["time_s"] if state["time_s"] is not None else -math.inf
         return tracker
+
+
+@functools.lru_cache(maxsize=4096)
+def _sorted(values: frozenset[Any]) -> tuple[Any, ...]:
+    """A set in a stable order for the snapshot. Tracks share a few sets (their sensors,
+    their owners), and a snapshot lists every track's at each commit: sort each set once."""
+    return tuple(sorted(values))
 
 
 def _rows(prediction: ImmPrediction, index: NDArray[np.intp]) -> ImmPrediction:
