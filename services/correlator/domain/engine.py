@@ -265,15 +265,13 @@ class RegionEngine:
                 self.pending_publish.discard(track_id)
             else:
                 self.pending_publish.add(track_id)
-        for track_id in sorted(self.pending_publish):
-            if track_id in changed:
-                continue
-            last = self.published.get(track_id, -math.inf)
-            if now_s - last >= interval:
-                slot = self.tracker.slot_of(track_id)
-                self.pending_publish.discard(track_id)
-                if slot is not None:
-                    due.append(self.tracker.estimate(slot))
+        held = [
+            track_id
+            for track_id in sorted(self.pending_publish)
+            if track_id not in changed and now_s - self.published.get(track_id, -math.inf) >= interval
+        ]
+        self.pending_publish.difference_update(held)
+        due.extend(self.tracker.estimates_of(held))
         due.sort(key=lambda e: e.track_id)  # outputs in track id order, whatever the slot layout
         messages = self.to_messages(due)
         for estimate, message in zip(due, messages, strict=True):

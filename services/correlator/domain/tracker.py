@@ -418,6 +418,11 @@ class Tracker:
     def slot_of(self, track_id: str) -> int | None:
         return self._slots.get(track_id)
 
+    def estimates_of(self, track_ids: Iterable[str]) -> list[TrackEstimate]:
+        """The tracks with these ids that still exist, in that order (one batched read-out)."""
+        slots = [slot for slot in map(self._slots.get, track_ids) if slot is not None]
+        return self._estimates(np.array(slots, dtype=np.intp))
+
     # -- scans -------------------------------------------------------------------------------
 
     def process(self, scan: Scan) -> StepResult:
