@@ -4,7 +4,6 @@ instance with their cursor and end with every alert, in its latest version, noth
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import os
 import random
 import signal
@@ -16,30 +15,18 @@ from typing import Any
 import httpx
 import pytest
 
-from schemas.alerts import Alert, Severity
 from services.core.kafka import KafkaSettings
 from services.core.localkafka import free_port
 from tests.conftest import DEMO_CONFIG
 from tests.integration.alerts_fixtures import AUTH, AlertsFactory, Producer, StreamClient
 from tests.integration.conftest import KafkaFactory, wait_until
-from tests.unit.alerts.builders import DEMO, make_alert
+from tests.unit.alerts.builders import fresh_crossing, utc_now
 
 pytestmark = pytest.mark.kafka
 
 CLIENTS = 3
 ALERTS = 30
 UPDATES = 120
-
-
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def crossing() -> Alert:
-    moment = now()
-    return make_alert(
-        DEMO, "CO", "co-ve-cucuta", severity=Severity.HIGH, time=moment, updated_at=moment, revision=1
-    )
 
 
 def start_alerts_process(kafka: KafkaSettings, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -135,7 +122,7 @@ async def test_clients_of_a_killed_instance_resume_on_another_without_gap(
         for centre in centres:
             await centre.connect(f"ws://127.0.0.1:{port}/v1/stream", token)
         rng = random.Random(11)
-        batch = [crossing() for _ in range(ALERTS)]
+        batch = [fresh_crossing() for _ in range(ALERTS)]
         produced = asyncio.Event()
 
         async def producing(producer: Producer) -> None:
@@ -145,7 +132,7 @@ async def test_clients_of_a_killed_instance_resume_on_another_without_gap(
                     await producer.alerts(batch[ALERTS // 2 :])  # new alerts, around the kill
                 live = batch if step >= UPDATES // 3 else batch[: ALERTS // 2]
                 alert = rng.choice(live)
-                revision = alert.model_copy(update={"revision": alert.revision + 1, "updated_at": now()})
+                revision = alert.model_copy(update={"revision": alert.revision + 1, "updated_at": utc_now()})
                 batch[batch.index(alert)] = revision
                 await producer.alerts([revision])
                 await asyncio.sleep(0.04)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import socket
 import time
 from typing import Any
@@ -15,11 +14,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from schemas.alerts import Alert, Severity
 from schemas.tracks import Track
 from tests.integration.alerts_fixtures import AlertsFactory, Producer, StreamClient
 from tests.integration.conftest import KafkaFactory, wait_until
-from tests.unit.alerts.builders import DEMO, make_alert, make_track
+from tests.unit.alerts.builders import DEMO, fresh_crossing, make_track, utc_now
 
 pytestmark = pytest.mark.kafka
 
@@ -30,19 +28,8 @@ MAX_CHUNKS = 20
 """Far more than the stuck client's socket buffers (a few MB) and its backlog can hold."""
 
 
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def crossing() -> Alert:
-    moment = now()
-    return make_alert(
-        DEMO, "CO", "co-ve-cucuta", severity=Severity.HIGH, time=moment, updated_at=moment, revision=1
-    )
-
-
 def track(number: int) -> Track:
-    moment = now()
+    moment = utc_now()
     return make_track(
         DEMO,
         "CO",
@@ -145,7 +132,7 @@ async def test_slow_and_stuck_clients_do_not_hold_anyone_back(
     async with Producer(kafka) as producer:
         while stuck_lag() is not None:
             assert produced < MAX_CHUNKS * CHUNK, f"the stuck client was never dropped: {lags}"
-            alert = crossing()
+            alert = fresh_crossing()
             alert_ids.append(alert.alert_id)
             await producer.tracks(track(produced + i) for i in range(CHUNK))
             await producer.alerts([alert])

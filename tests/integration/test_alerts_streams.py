@@ -13,29 +13,18 @@ import orjson
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from schemas.alerts import Alert, Severity
+from schemas.alerts import Severity
 from schemas.api import TRACK_MOVED_FIELDS
 from schemas.tracks import Track, TrackStatus
 from tests.integration.alerts_fixtures import AlertsFactory, Producer, StreamClient, start_alerts
 from tests.integration.conftest import KafkaFactory, wait_until
-from tests.unit.alerts.builders import DEMO, make_alert, make_track
+from tests.unit.alerts.builders import DEMO, fresh_crossing, make_track, utc_now
 
 __all__ = ["start_alerts"]
 
 
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def crossing(**changes: Any) -> Alert:
-    moment = now()
-    data: dict[str, Any] = {"severity": Severity.HIGH, "time": moment, "updated_at": moment, "revision": 1}
-    data.update(changes)
-    return make_alert(DEMO, "CO", "co-ve-cucuta", **data)
-
-
 def track(number: int, **changes: Any) -> Track:
-    moment = now()
+    moment = utc_now()
     data: dict[str, Any] = {"time": moment, "last_update": moment, "first_seen": moment}
     data.update(changes)
     return make_track(DEMO, "CO", "co-ve-cucuta", track_id=f"co-ve-cucuta.T{number:06d}", **data)
@@ -47,7 +36,7 @@ async def test_snapshot_then_live_messages_in_sequence(
     """A client gets a snapshot of what exists, then alert, alert_update and track messages in order."""
     kafka = make_kafka()
     alerts = await start_alerts(kafka)
-    before = crossing()
+    before = fresh_crossing()
     async with Producer(kafka) as producer:
         await producer.alerts([before])
         operator = alerts.auth("operator", "cc-cucuta")
@@ -65,7 +54,7 @@ async def test_snapshot_then_live_messages_in_sequence(
         assert client.frames[0]["type"] == "batch"
         assert client.messages[0]["type"] == "welcome"
 
-        later = crossing()
+        later = fresh_crossing()
         await producer.alerts([later])
         await producer.tracks([track(1)])
         await client.wait_for(
@@ -94,7 +83,7 @@ async def test_reconnect_with_cursor_misses_nothing_and_repeats_nothing(
     instances = [first, second]
     token = first.token("operator", "cc-cucuta")
     rng = random.Random(7)
-    batch = [crossing() for _ in range(40)]
+    batch = [fresh_crossing() for _ in range(40)]
     versions: dict[str, list[int]] = {}
     cursor: dict[str, int] | None = None
     held: dict[str, dict[str, Any]] = {}
@@ -117,7 +106,7 @@ async def test_reconnect_with_cursor_misses_nothing_and_repeats_nothing(
         await producer.alerts(batch)
         for _ in range(160):
             alert = rng.choice(batch)
-            revision = alert.model_copy(update={"revision": alert.revision + 1, "updated_at": now()})
+            revision = alert.model_copy(update={"revision": alert.revision + 1, "updated_at": utc_now()})
             batch[batch.index(alert)] = revision
             await producer.alerts([revision])
             await asyncio.sleep(0.01)
@@ -232,8 +221,8 @@ async def test_commands_ping_subscribe_and_act(start_alerts: AlertsFactory, make
     """Commands over the websocket: ping, a narrower subscription, an action and its result, errors."""
     kafka = make_kafka()
     alerts = await start_alerts(kafka)
-    high = crossing()
-    medium = crossing(severity=Severity.MEDIUM)
+    high = fresh_crossing()
+    medium = fresh_crossing(severity=Severity.MEDIUM)
     async with Producer(kafka) as producer:
         await producer.alerts([high, medium])
     operator = alerts.auth("operator", "cc-cucuta")

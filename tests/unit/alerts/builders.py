@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from schemas.alerts import Alert
+from schemas.alerts import Alert, Severity
 from schemas.lifecycle import ActionKind, Actor, AlertState, Dispatch, HistoryEntry, Role
 from schemas.tracks import Track
 from services.alerts.domain.sharing import Viewer
@@ -79,6 +79,18 @@ def make_alert(
     }
     data.update(changes)
     return Alert.model_validate(data)
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def fresh_crossing(**changes: Any) -> Alert:
+    """A high-severity alert in co-ve-cucuta seen by Colombia's sensors, raised just now (revision 1)."""
+    moment = utc_now()
+    data: dict[str, Any] = {"severity": Severity.HIGH, "time": moment, "updated_at": moment, "revision": 1}
+    data.update(changes)
+    return make_alert(DEMO, "CO", "co-ve-cucuta", **data)
 
 
 def make_dispatch(config: LinderoConfig, alert: Alert, team: str, **changes: Any) -> Dispatch:

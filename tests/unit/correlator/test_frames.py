@@ -10,14 +10,17 @@ from hypothesis import strategies as st
 
 from services.correlator.domain.frames import LocalFrame, ecef_to_geodetic, geodetic_to_ecef
 
+NEARBY_POINTS = {
+    "lat0": st.floats(-80, 80),
+    "lon0": st.floats(-179, 179),
+    "d_lat": st.floats(-0.3, 0.3),
+    "d_lon": st.floats(-0.3, 0.3),
+    "alt": st.floats(-100, 5_000),
+}
+"""A frame's origin anywhere on Earth and a point within ±30 km of it."""
 
-@given(
-    lat0=st.floats(-80, 80),
-    lon0=st.floats(-179, 179),
-    d_lat=st.floats(-0.3, 0.3),
-    d_lon=st.floats(-0.3, 0.3),
-    alt=st.floats(-100, 5_000),
-)
+
+@given(**NEARBY_POINTS)
 @settings(max_examples=300)
 def test_round_trip_is_exact_to_a_millimetre(
     lat0: float, lon0: float, d_lat: float, d_lon: float, alt: float
@@ -32,13 +35,7 @@ def test_round_trip_is_exact_to_a_millimetre(
     assert abs(float(back_alt) - alt) < 1e-3
 
 
-@given(
-    lat0=st.floats(-80, 80),
-    lon0=st.floats(-179, 179),
-    d_lat=st.floats(-0.3, 0.3),
-    d_lon=st.floats(-0.3, 0.3),
-    alt=st.floats(-100, 5_000),
-)
+@given(**NEARBY_POINTS)
 @settings(max_examples=300)
 def test_one_point_in_floats_equals_the_vectorised_conversion(
     lat0: float, lon0: float, d_lat: float, d_lon: float, alt: float
