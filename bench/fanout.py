@@ -19,8 +19,10 @@ For each number of clients (all operators of centre cc-cucuta, region co-ve-cucu
    clients connect to reads the states and tracks back and fans them out. With
    ``--no-lifecycle-process`` one instance does both (the layout of the first runs). Both get a
    fresh topic prefix and ``config/demo.yaml``. The clients connect and say hello with a token
-   and, with ``--compact`` (the default), ``"subscribe": {"compact_tracks": true}``: a track's
-   movement then arrives as a small ``track_moved`` message, the whole ``track`` only when
+   and, with ``--compact`` (the default), ``"subscribe": {"compact_tracks": true,
+   "compact_alerts": true}``: a revision of an alert the client holds then arrives as an
+   ``alert_changed`` message with the changed fields only, and a track's
+   movement as a small ``track_moved`` message, the whole ``track`` only when
    something else changed or every 60 s. This process then feeds load the way production does:
    ``Alert`` records on ``alerts`` (key = alert id, a third new alerts, two thirds revisions of
    recent ones, ``updated_at`` = now) at 10, 20 and 100 alerts/s, and ``Track`` records on
@@ -474,18 +476,18 @@ class Layout:
     """How the alerts service runs and what the clients ask for."""
 
     compact: bool = True
-    """Clients subscribe with ``compact_tracks``."""
+    """Clients subscribe with ``compact_tracks`` and ``compact_alerts``."""
     lifecycle_process: bool = True
     """The lifecycle runs in its own alerts process; the clients' instance only fans out."""
 
     @property
     def name(self) -> str:
         processes = "gateway + lifecycle process" if self.lifecycle_process else "one process"
-        tracks = "compact tracks" if self.compact else "whole tracks"
+        tracks = "compact tracks and alerts" if self.compact else "whole tracks and alerts"
         return f"{processes}, {tracks}"
 
     def subscribe(self) -> dict[str, Any] | None:
-        return {"compact_tracks": True} if self.compact else None
+        return {"compact_tracks": True, "compact_alerts": True} if self.compact else None
 
 
 @dataclass
@@ -775,7 +777,7 @@ def sizes(rows: list[Row]) -> str:
     """Mean size of each message type over the rows with tracks, and the share of track_moved."""
     loaded = [r for r in rows if r.tracks_per_s > 0]
     means = []
-    for name in ("track_moved", "track", "alert", "alert_update"):
+    for name in ("track_moved", "track", "alert", "alert_update", "alert_changed"):
         values = [r.type_bytes[name] for r in loaded if name in r.type_bytes]
         if values:
             means.append(f"`{name}` {sum(values) / len(values):,.0f} B")
@@ -989,7 +991,8 @@ def main() -> int:
         "--compact",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="clients subscribe with compact_tracks (track_moved messages); --no-compact: whole tracks",
+        help="clients subscribe with compact_tracks and compact_alerts (track_moved and alert_changed "
+        "messages); --no-compact: whole tracks and alerts",
     )
     parser.add_argument(
         "--lifecycle-process",
@@ -1122,13 +1125,18 @@ def markdown(rows: list[Row], bares: dict[int, Bare], found: list[str], meta: di
         )
     if main_layout.compact:
         layout += (
-            ' The clients subscribe with `"compact_tracks": true`: a track\'s movement arrives as a '
-            "small `track_moved` message (track id and an array of numbers: time in epoch seconds, "
-            "rounded position, velocity, uncertainty, class probabilities when they changed), the "
-            "whole `track` only when anything else changed or every 60 s."
+            ' The clients subscribe with `"compact_tracks": true, "compact_alerts": true`: a track\'s '
+            "movement arrives as a small `track_moved` message (track id and an array of numbers: "
+            "time in epoch seconds, rounded position, velocity, uncertainty, class probabilities when "
+            "they changed), the whole `track` only when anything else changed or every 60 s; a "
+            "revision of an alert the client holds arrives as an `alert_changed` message with the "
+            "changed fields only (schemas.api.apply_alert_changes)."
         )
     else:
-        layout += " The clients get every track update as a whole `track` message."
+        layout += (
+            " The clients get every track update as a whole `track` message, every alert revision "
+            "as a whole `alert_update`."
+        )
     layout = _wrap(layout)
     compared = changes(rows)
     previous = (
@@ -1224,6 +1232,16 @@ def _track_bytes(rows: list[Row]) -> float:
     return mean / (moved + whole)
 
 
+def _alert_bytes(rows: list[Row]) -> float:
+    """Mean bytes of an alert message (new, whole revision or changed fields) as the clients got them."""
+    names = ("alert", "alert_update", "alert_changed")
+    counts = {name: sum(r.types.get(name, 0) for r in rows) for name in names}
+    total = sum(counts.values())
+    if not total:
+        return float("nan")
+    return sum(count * _mean_size(rows, name) for name, count in counts.items() if count) / total
+
+
 def _where(rows: list[Row]) -> str:
     """``100 clients at 10, 20 alerts/s; 1,000 clients at 10 alerts/s``."""
     rates: dict[int, list[str]] = {}
@@ -1275,7 +1293,7 @@ def analysis(rows: list[Row], bares: dict[int, Bare]) -> str:
         )
 
     moved, whole = _mean_size(main, "track_moved"), _mean_size(main, "track")
-    alert = _mean_size(main, "alert_update")
+    alert = _alert_bytes(loaded)
     track = _track_bytes(loaded)
     if moved == moved:
         need = {n: n * (TRACKS_PER_S * track + 10 * alert) / 1e6 for n in (1000, 5000)}

@@ -17,7 +17,7 @@ action into an unguarded one).
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints
 
@@ -93,6 +93,29 @@ versions may append fields).
 """
 
 
+def apply_alert_changes(view: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """The alert view after an ``alert_changed`` message (compact alerts): ``view`` with ``changes``
+    (the message's ``set``) applied.
+
+    ``{"type": "alert_changed", "alert_id": "...", "version": 7, "set": {...}}`` carries only what
+    differs from the last whole or changed view of that alert on the stream. A top-level field in
+    ``set`` replaces the field, except where both the old and the new value are objects: then it
+    holds the object's changed fields only, which replace those fields (e.g. ``{"alert":
+    {"summary": "...", "updated_at": "..."}, "version": 7}``). Fields are never removed this way (a
+    change that removes a field comes as a whole ``alert_update``). An ``alert_changed`` about an
+    alert the client does not hold cannot be applied; the stream never sends one (every client gets
+    the whole alert first, in its snapshot, its resume or an ``alert`` message).
+    """
+    merged = dict(view)
+    for name, value in changes.items():
+        before = merged.get(name)
+        if isinstance(value, dict) and isinstance(before, dict):
+            merged[name] = {**before, **value}
+        else:
+            merged[name] = value
+    return merged
+
+
 class StreamSubscription(_Request):
     """What a stream should carry, within what the token may see."""
 
@@ -106,6 +129,12 @@ class StreamSubscription(_Request):
         "time, position, velocity, uncertainty, and class probabilities when they change; see "
         "schemas.api.TRACK_MOVED_FIELDS) and the whole track only when anything else changes or "
         "every 60 s: about a fifth of a whole track's bytes",
+    )
+    compact_alerts: bool = Field(
+        default=False,
+        description="send a revision of an alert the stream already carried as an alert_changed "
+        "message holding only the fields that changed (see schemas.api.apply_alert_changes) instead "
+        "of the whole alert_update; team streams always get whole alerts",
     )
 
 

@@ -6,7 +6,7 @@
 // no hello), sampleEvery (every n-th client parses its frames fully and records latencies; the
 // others only read the frame's "seq" to count messages), concurrency (handshakes in flight),
 // deflate (offer permessage-deflate, as browsers do), subscribe (the hello's "subscribe" object,
-// e.g. {"compact_tracks": true}; none: the server's default subscription).
+// e.g. {"compact_tracks": true, "compact_alerts": true}; none: the server's default subscription).
 //
 // Commands, one JSON line each on stdin: {"cmd":"mark"} starts a measurement window,
 // {"cmd":"report"} prints the window's numbers as one JSON line on stdout, {"cmd":"close"}
@@ -107,6 +107,12 @@ function onFrame(client, data) {
       if (message.data.updated_at) {
         record(window.alertFromStateMs, received - Date.parse(message.data.updated_at));
       }
+    } else if (message.type === "alert_changed") {
+      // a revision's changed fields (compact_alerts): the alert's updated_at changes with every
+      // revision, the state's with every decision
+      const alert = message.set.alert;
+      if (alert && alert.updated_at) record(window.alertMs, received - Date.parse(alert.updated_at));
+      if (message.set.updated_at) record(window.alertFromStateMs, received - Date.parse(message.set.updated_at));
     } else if (message.type === "track") {
       record(window.trackMs, received - Date.parse(message.data.time));
     } else if (message.type === "track_moved") {

@@ -65,6 +65,7 @@ class Subscription:
     min_severity: int = 0
     tracks: bool = True
     compact_tracks: bool = False
+    compact_alerts: bool = False
 
     @classmethod
     def of(cls, request: StreamSubscription | None) -> Subscription:
@@ -76,6 +77,7 @@ class Subscription:
             min_severity=request.min_severity.rank,
             tracks=request.tracks,
             compact_tracks=request.compact_tracks,
+            compact_alerts=request.compact_alerts,
         )
 
     def alert(self, state: AlertState) -> bool:
@@ -134,6 +136,9 @@ class ViewClass:
     """Next offset per input partition, for every change seen (visible or not)."""
     track_static: dict[str, _SentTrack] = field(default_factory=dict)
     """Compact tracks: per track, what the last whole message said besides its movement, and when."""
+    alert_views: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Compact alerts: per alert, the view every client of the class holds (what ``alert_changed``
+    messages are relative to)."""
     sleepers: set[Client] = field(default_factory=set)
     """Clients waiting for the next message (woken by :meth:`append`)."""
     cached: tuple[int, int, bytes, float | None, int] | None = None
@@ -270,6 +275,9 @@ class Hub:
                 message = self._message_for(replay, kind, key, self._current(kind, key))
                 if message is not None:
                     client.private.append(message)
+            for alert_id, view in replay.alert_views.items():  # what this client now holds
+                if view_class.alert_views.get(alert_id) != view:
+                    view_class.alert_views.pop(alert_id, None)
         client.view_class = view_class
         client.pointer = view_class.end
         client.sent_cursor = {}
@@ -322,6 +330,11 @@ class Hub:
             if view is not None:
                 alerts.append(view)
                 view_class.alerts.add(state.alert.alert_id)
+        # A joining client holds exactly these views: a change to any other base goes out whole.
+        shown = {view["alert"]["alert_id"]: view for view in alerts}
+        for alert_id, base in list(view_class.alert_views.items()):
+            if shown.get(alert_id) != base:
+                del view_class.alert_views[alert_id]
         tracks = []
         for track in self.store.tracks.values():
             if subscription.track(track):
@@ -351,15 +364,20 @@ class Hub:
         viewer, subscription = view_class.viewer, view_class.subscription
         if kind is Kind.ALERT:
             view = None
+            dispatched_to = self._dispatched_to(viewer)
             if isinstance(value, AlertState) and subscription.alert(value):
-                view = self.policy.alert(viewer, value, self._dispatched_to(viewer))
+                view = self.policy.alert(viewer, value, dispatched_to)
             if view is None:
+                view_class.alert_views.pop(key, None)
                 if key in view_class.alerts:
                     view_class.alerts.discard(key)
                     return orjson.dumps({"type": "alert_removed", "alert_id": key})
                 return None
             first = key not in view_class.alerts
             view_class.alerts.add(key)
+            if subscription.compact_alerts and dispatched_to is None:
+                # (a team's view also depends on its dispatches, which change without the alert)
+                return _compact_alert(view_class, key, view, first)
             return orjson.dumps({"type": "alert" if first else "alert_update", "data": view})
         if kind is Kind.TRACK:
             view = None
@@ -578,6 +596,41 @@ def _compact_track(view_class: ViewClass, track: Track, view: dict[str, Any]) ->
             value = round(value, digits)
         moved.append(value)
     return orjson.dumps({"type": "track_moved", "track_id": key, "m": moved})
+
+
+def _compact_alert(view_class: ViewClass, key: str, view: dict[str, Any], first: bool) -> bytes:
+    """An ``alert_changed`` message (see :func:`schemas.api.apply_alert_changes`) relative to the
+    view the class's clients hold, or the whole alert when they hold none or a field went away."""
+    base = view_class.alert_views.get(key)
+    view_class.alert_views[key] = view
+    changes = None if first or base is None else _alert_changes(base, view)
+    if changes is None:
+        return orjson.dumps({"type": "alert" if first else "alert_update", "data": view})
+    return orjson.dumps(
+        {"type": "alert_changed", "alert_id": key, "version": view.get("version"), "set": changes}
+    )
+
+
+def _alert_changes(base: dict[str, Any], view: dict[str, Any]) -> dict[str, Any] | None:
+    """What turns ``base`` into ``view`` under :func:`schemas.api.apply_alert_changes`, or None when
+    that cannot express it (a field was removed)."""
+    if base.keys() - view.keys():
+        return None
+    changes: dict[str, Any] = {}
+    for name, value in view.items():
+        before = base.get(name, _ABSENT)
+        if before == value:
+            continue
+        if isinstance(value, dict) and isinstance(before, dict):
+            if before.keys() - value.keys():
+                return None
+            changes[name] = {k: v for k, v in value.items() if before.get(k, _ABSENT) != v}
+        else:
+            changes[name] = value
+    return changes
+
+
+_ABSENT = object()
 
 
 def _movement_only(message: bytes) -> bool:

@@ -10,11 +10,12 @@ import random
 from typing import Any
 
 import orjson
+import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from schemas.alerts import Severity
-from schemas.api import TRACK_MOVED_FIELDS
+from schemas.api import TRACK_MOVED_FIELDS, apply_alert_changes
 from schemas.tracks import Track, TrackStatus
 from tests.integration.alerts_fixtures import AlertsFactory, Producer, StreamClient, start_alerts
 from tests.integration.conftest import KafkaFactory, wait_until
@@ -72,11 +73,13 @@ async def test_snapshot_then_live_messages_in_sequence(
         await client.close()
 
 
+@pytest.mark.parametrize("compact", [False, True], ids=["whole", "compact-alerts"])
 async def test_reconnect_with_cursor_misses_nothing_and_repeats_nothing(
-    start_alerts: AlertsFactory, make_kafka: KafkaFactory
+    start_alerts: AlertsFactory, make_kafka: KafkaFactory, compact: bool
 ) -> None:
     """Connections cut mid-stream and resumed (on either of two instances) end with exactly the
-    server's state, every alert version seen at most once and in increasing order."""
+    server's state, every alert version seen at most once and in increasing order. With
+    compact_alerts the revisions come as alert_changed messages, applied to what the client holds."""
     kafka = make_kafka()
     first = await start_alerts(kafka)
     second = await start_alerts(kafka, run_lifecycle=False, run_webhooks=False)
@@ -87,10 +90,11 @@ async def test_reconnect_with_cursor_misses_nothing_and_repeats_nothing(
     versions: dict[str, list[int]] = {}
     cursor: dict[str, int] | None = None
     held: dict[str, dict[str, Any]] = {}
-    resumed = 0
+    resumed = changed = 0
+    subscribe = {"compact_alerts": True} if compact else None
 
     def absorb(client: StreamClient) -> None:
-        nonlocal held
+        nonlocal held, changed
         for message in client.messages:
             kind = message["type"]
             if kind == "snapshot":
@@ -101,6 +105,11 @@ async def test_reconnect_with_cursor_misses_nothing_and_repeats_nothing(
                 data = message["data"]
                 held[data["alert"]["alert_id"]] = data
                 versions.setdefault(data["alert"]["alert_id"], []).append(data["version"])
+            elif kind == "alert_changed":
+                alert_id = message["alert_id"]
+                held[alert_id] = apply_alert_changes(held[alert_id], message["set"])
+                versions.setdefault(alert_id, []).append(message["version"])
+                changed += 1
 
     async def producing(producer: Producer) -> None:
         await producer.alerts(batch)
@@ -116,7 +125,9 @@ async def test_reconnect_with_cursor_misses_nothing_and_repeats_nothing(
         round_ = 0
         while not writer.done() or round_ < 2:
             instance = instances[round_ % 2]
-            client = await StreamClient.open(f"{instance.ws_url}/v1/stream", token, resume=cursor)
+            client = await StreamClient.open(
+                f"{instance.ws_url}/v1/stream", token, resume=cursor, subscribe=subscribe
+            )
             await asyncio.sleep(rng.uniform(0.2, 0.6))
             client.cut()
             await client.close()
@@ -135,12 +146,15 @@ async def test_reconnect_with_cursor_misses_nothing_and_repeats_nothing(
             )
 
         await wait_until(settled, 30, "the lifecycle to absorb every revision")
-        final = await StreamClient.open(f"{second.ws_url}/v1/stream", token, resume=cursor)
+        final = await StreamClient.open(
+            f"{second.ws_url}/v1/stream", token, resume=cursor, subscribe=subscribe
+        )
         await asyncio.sleep(1.0)
         await final.close()
         absorb(final)
 
     assert resumed >= 2
+    assert (changed > 0) is compact
     server = {
         a["alert"]["alert_id"]: a
         for a in (
@@ -153,6 +167,7 @@ async def test_reconnect_with_cursor_misses_nothing_and_repeats_nothing(
     for alert_id, view in server.items():
         assert held[alert_id]["version"] == view["version"], alert_id
         assert held[alert_id]["alert"]["revision"] == view["alert"]["revision"], alert_id
+        assert held[alert_id]["alert"] == view["alert"], alert_id
     for alert_id, seen in versions.items():
         assert seen == sorted(set(seen)), f"{alert_id}: versions {seen} repeat or go back"
 
