@@ -80,6 +80,15 @@ async def test_a_crossing_goes_from_radar_to_map_queue_team_and_back(
     track = page.locator(f'.track-symbol [data-track-id="{crossing.track_id}"]')
     await expect(track).to_be_attached()
     await expect(page.locator(".track-symbol.suspect")).to_have_count(1)
+    # The stream is compact: the walker's track moves on by track_moved messages (an array of numbers).
+    await page.wait_for_function(
+        """id => {
+          const entry = window.lindero.state.tracks.get(id);
+          return window.lindero.state.compact > 0 && entry !== undefined && entry.trail.length >= 3;
+        }""",
+        arg=crossing.track_id,
+        timeout=30_000,
+    )
 
     # The keyboard: j walks down the queue (other tests may have left alerts in it), a acknowledges.
     await page.locator("#queue-list").focus()
@@ -167,6 +176,20 @@ async def test_a_crossing_goes_from_radar_to_map_queue_team_and_back(
     await expect(phone.page.locator("#current")).to_have_attribute("data-state", "none")
     await expect(phone.page.locator("#past")).to_contain_text("completed")
     await expect(team_row).to_have_attribute("data-status", "available")
+
+    # Every revision after the first came as alert_changed (the changed fields only): what the
+    # dashboard rebuilt is what the server holds.
+    operator = operator_token("cc-cucuta", "CO")
+
+    async def rebuilt() -> bool:
+        server = await rest(stack, f"/v1/alerts/{crossing.alert_id}", operator)
+        held = await page.evaluate("id => window.lindero.state.alerts.get(id) ?? null", crossing.alert_id)
+        return held is not None and all(
+            held[k] == server[k] for k in ("version", "alert", "status", "history")
+        )
+
+    await wait_until(rebuilt, 20, "the dashboard's alert to equal the server's")
+    assert await page.evaluate("window.lindero.state.compact") > 0
 
 
 @pytest.mark.timeout(120 + STACK_START_S)

@@ -1,15 +1,18 @@
-"""Compact alerts: ``alert_changed`` messages of the hub and schemas.api.apply_alert_changes."""
+"""Compact alerts: ``alert_changed`` messages of the hub and schemas.api.apply_alert_changes;
+the dashboard's decoding of compact messages stays in step with schemas.api."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+from pathlib import Path
 from typing import Any
 
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.api import apply_alert_changes
+from schemas.api import TRACK_MOVED_FIELDS, apply_alert_changes
 from services.alerts.domain.sharing import SharingPolicy
 from services.alerts.hub import Subscription, ViewClass, _alert_changes, _compact_alert
 from tests.unit.alerts.builders import DEMO, T0, centre_viewer, fresh_crossing, make_state
@@ -100,3 +103,11 @@ def test_changes_applied_to_the_base_give_the_new_view(base: dict[str, Any], vie
         assert not removed
         assert apply_alert_changes(base, changes) == view
         assert all(k not in base or base[k] != v for k, v in changes.items()), "only what changed"
+
+
+def test_the_dashboard_decodes_the_same_track_moved_fields() -> None:
+    """web/src/lib/compact.ts lists track_moved's positions exactly as schemas.api does."""
+    source = (Path(__file__).resolve().parents[3] / "web" / "src" / "lib" / "compact.ts").read_text("utf-8")
+    listed = re.search(r"TRACK_MOVED_FIELDS = \[(.*?)\] as const", source, re.S)
+    assert listed is not None
+    assert tuple(re.findall(r'"(\w+)"', listed.group(1))) == TRACK_MOVED_FIELDS

@@ -249,7 +249,8 @@ async function main(): Promise<void> {
       },
       authFailed: (reason) => signOut(`The live feed refused the token: ${reason}`),
     },
-    { tracks: true },
+    // compact: track movements as small arrays, alert revisions as their changed fields only
+    { tracks: true, compact_tracks: true, compact_alerts: true },
   );
   window.setInterval(() => {
     if (connection) showConnection(connection);

@@ -6,6 +6,7 @@
 
 import type { AlertView, Dispatch, StreamMessage, Team, Track } from "../lib/types";
 import { ACTIVE_DISPATCH } from "../lib/types";
+import { applyAlertChanges, applyTrackMoved } from "../lib/compact";
 
 export interface TrackEntry {
   track: Track;
@@ -31,6 +32,8 @@ export class DashboardState {
   readonly teams = new Map<string, Team>();
   /** Alert views received again at a version already shown (a resumed stream must send none). */
   repeats = 0;
+  /** Compact messages applied (track_moved, alert_changed), for the browser tests. */
+  compact = 0;
   private streamed = new Map<string, number>();
   private listeners: ((changes: Change[]) => void)[] = [];
 
@@ -78,6 +81,15 @@ export class DashboardState {
         if (change) changes.push(change);
         break;
       }
+      case "alert_changed": {
+        // the server sends one only for an alert this stream has carried whole
+        const known = this.alerts.get(message.alert_id);
+        if (!known) break;
+        this.compact += 1;
+        const change = this.putAlert(applyAlertChanges(known, message.set, message.version), live);
+        if (change) changes.push(change);
+        break;
+      }
       case "alert_removed":
         this.streamed.delete(message.alert_id);
         if (this.alerts.delete(message.alert_id)) changes.push({ kind: "alert_removed", id: message.alert_id });
@@ -91,6 +103,14 @@ export class DashboardState {
         }
         this.moveTrack(entry, track);
         changes.push({ kind: "track", id: track.track_id });
+        break;
+      }
+      case "track_moved": {
+        const entry = this.tracks.get(message.track_id);
+        if (!entry) break;
+        this.compact += 1;
+        this.moveTrack(entry, applyTrackMoved(entry.track, message.m));
+        changes.push({ kind: "track", id: message.track_id });
         break;
       }
       case "track_removed":

@@ -222,8 +222,10 @@ export type StreamMessage =
   | { type: "resume"; missed: number }
   | { type: "alert"; data: AlertView }
   | { type: "alert_update"; data: AlertView }
+  | { type: "alert_changed"; alert_id: string; version: number; set: Record<string, unknown> }
   | { type: "alert_removed"; alert_id: string }
   | { type: "track"; data: Track }
+  | { type: "track_moved"; track_id: string; m: unknown[] }
   | { type: "track_removed"; track_id: string }
   | { type: "dispatch_update"; data: Dispatch }
   | {
