@@ -1,7 +1,7 @@
 """Websocket fan-out: how many frames and messages the alerts service delivers, and how late.
 
     .venv/bin/python bench/fanout.py [--quick] [--clients 100 1000 5000] [--rates 10 20 100]
-        [--tracks-per-s 200] [--seconds 20] [--warmup 6] [--client-processes 2]
+        [--tracks-per-s 200] [--seconds 20] [--warmup 6] [--broker-warmup 30] [--client-processes 2]
         [--no-compact] [--no-lifecycle-process] [--old-layout-clients 1000] [--no-write]
     .venv/bin/python bench/fanout.py --render bench/out/fanout-results.json   # docs from saved numbers
 
@@ -633,7 +633,9 @@ def start_service(
     return proc, port, lifecycle
 
 
-async def measure_alerts(clients: int, bootstrap: str, args: argparse.Namespace, layout: Layout) -> list[Row]:
+async def measure_alerts(
+    clients: int, bootstrap: str, args: argparse.Namespace, layout: Layout, broker_warmup: float = 0.0
+) -> list[Row]:
     kafka = KafkaSettings(bootstrap=bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:8]}.")
     auth = TokenSettings(secret=SecretStr(SECRET))
     tokens = [
@@ -656,8 +658,10 @@ async def measure_alerts(clients: int, bootstrap: str, args: argparse.Namespace,
             print(f"   {connected['open']:,} clients connected ({connected['failed']} failed)")
             async with Feed(kafka) as feed:
                 for rate, tracks in plan(clients, args):
-                    feeding = asyncio.create_task(feed.run(rate, tracks, args.warmup + args.seconds))
-                    await asyncio.sleep(args.warmup)
+                    warmup = args.warmup + broker_warmup
+                    broker_warmup = 0.0
+                    feeding = asyncio.create_task(feed.run(rate, tracks, warmup + args.seconds))
+                    await asyncio.sleep(warmup)
                     await fleet.mark()
                     window = Window(
                         _groups(proc.pid, fleet, broker_pid, lifecycle.pid if lifecycle else None)
@@ -949,7 +953,8 @@ async def run(args: argparse.Namespace, bootstrap: str) -> tuple[list[Row], dict
             print(f"-- {clients:,} clients: bare websockets.broadcast() ceiling")
             bare = bares[clients] = await measure_bare(clients, bootstrap, args)
         print(f"-- {clients:,} clients: alerts service ({layout.name})")
-        for row in await measure_alerts(clients, bootstrap, args, layout):
+        warm = args.broker_warmup if clients == args.clients[0] else 0.0
+        for row in await measure_alerts(clients, bootstrap, args, layout, warm):
             row.ceiling = bare.frames_per_s if bare is not None else float("nan")
             rows.append(row)
     if layout != old:
@@ -982,6 +987,14 @@ def main() -> int:
     parser.add_argument("--tracks-per-s", type=float, default=TRACKS_PER_S, help="track updates per second")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per rate")
     parser.add_argument("--warmup", type=float, default=6.0, help="seconds of load before measuring")
+    parser.add_argument(
+        "--broker-warmup",
+        type=float,
+        default=30.0,
+        help="more seconds of load before the run's first measurement: the broker starts cold with "
+        "the run, and its JVM compiles its hot paths (fetch, produce, transactions) in the first "
+        "tens of seconds under load, using a core meanwhile",
+    )
     parser.add_argument(
         "--bare-seconds", type=float, default=10.0, help="measured seconds of the bare ceiling"
     )
@@ -1068,6 +1081,7 @@ def main() -> int:
         "tracks_per_s": args.tracks_per_s,
         "seconds": args.seconds,
         "warmup": args.warmup,
+        "broker_warmup": args.broker_warmup,
         "note": args.note,
     }
     try:
@@ -1165,7 +1179,14 @@ def markdown(rows: list[Row], bares: dict[int, Bare], found: list[str], meta: di
         "on `alerts` (a third new alerts, the rest revisions of recent ones, `updated_at` = the time "
         f"of sending) and `Track` records on `tracks` (300 tracks, {meta['tracks_per_s']:g} updates/s "
         f"in all). Each rate is measured for {meta['seconds']:g} s after {meta['warmup']:g} s of load, "
-        "one after the other on the same connections; for each number of clients the first row is "
+        "one after the other on the same connections"
+        + (
+            f" (the first after {meta['warmup'] + meta['broker_warmup']:g} s: the broker starts cold "
+            "with the run, and its JVM compiles its hot paths under the first load)"
+            if meta.get("broker_warmup")
+            else ""
+        )
+        + "; for each number of clients the first row is "
         "the goal's alert rate alone (no tracks), for comparison. Everything (broker, alerts "
         "processes, clients, this load generator) shares one machine of 2 cores that other people's "
         "work also uses: expect noise of tens of percent between runs, more where others' CPU is high."
