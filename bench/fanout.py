@@ -652,6 +652,7 @@ async def measure_alerts(
             tokens,
             args.client_processes,
             subscribe=layout.subscribe(),
+            deflate=args.deflate,
         )
         try:
             connected = await fleet.start()
@@ -987,6 +988,12 @@ def main() -> int:
     parser.add_argument("--tracks-per-s", type=float, default=TRACKS_PER_S, help="track updates per second")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per rate")
     parser.add_argument("--warmup", type=float, default=6.0, help="seconds of load before measuring")
+    parser.add_argument(
+        "--deflate",
+        action="store_true",
+        help="the clients offer permessage-deflate, as browsers do (the server compresses every "
+        "frame for every client)",
+    )
     parser.add_argument(
         "--broker-warmup",
         type=float,

@@ -9,17 +9,19 @@ from services.alerts.settings import AlertsSettings
 from services.core.serving import run_service
 
 
-def _websockets(settings: AlertsSettings) -> dict[str, Any]:
+def websocket_options(settings: AlertsSettings) -> dict[str, Any]:
+    """uvicorn's websocket settings for the alerts service (the tests' servers use them too)."""
     return {
         "ws": "websockets-sansio",
         "ws_max_size": settings.max_message_bytes,
+        "ws_per_message_deflate": settings.ws_compression,
         "ws_ping_interval": 20.0,
         "ws_ping_timeout": 20.0,
     }
 
 
 def main() -> int:
-    return run_service("alerts", AlertsSettings, create_app, graceful_s=10, options=_websockets)
+    return run_service("alerts", AlertsSettings, create_app, graceful_s=10, options=websocket_options)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from schemas.topics import ALERTS, TRACKS, Topic
+from services.alerts.__main__ import websocket_options
 from services.alerts.app import create_app
 from services.alerts.service import AlertsService
 from services.alerts.settings import AlertsSettings
@@ -115,8 +116,7 @@ async def start_alerts(make_kafka: KafkaFactory) -> AsyncIterator[AlertsFactory]
                 lifespan="on",
                 log_config=None,
                 access_log=False,
-                ws="websockets-sansio",
-                ws_max_size=settings.max_message_bytes,
+                **websocket_options(settings),
             )
         )
         task = asyncio.create_task(server.serve())

@@ -312,3 +312,21 @@ async def test_compact_tracks_send_movement_small_and_changes_whole(
     whole = [m for m in client.raw if '"track"' in m]
     assert len(orjson.dumps(small)) * 3 < min(len(w) for w in whole)
     await client.close()
+
+
+@pytest.mark.parametrize("compression", [False, True], ids=["default", "ws_compression"])
+async def test_permessage_deflate_only_when_configured(
+    start_alerts: AlertsFactory, make_kafka: KafkaFactory, compression: bool
+) -> None:
+    """A client offering permessage-deflate (as every browser does) gets plain frames unless
+    ws_compression is on: compressing every frame once per client costs the fan-out its capacity."""
+    alerts = await start_alerts(make_kafka(), ws_compression=compression)
+    async with connect(f"{alerts.ws_url}/v1/stream", compression="deflate", open_timeout=20) as connection:
+        assert connection.response is not None
+        extensions = connection.response.headers.get("Sec-WebSocket-Extensions") or ""
+        assert ("permessage-deflate" in extensions) is compression, extensions
+        await connection.send(
+            orjson.dumps({"type": "hello", "token": alerts.token("operator", "cc-cucuta")}).decode()
+        )
+        frame = orjson.loads(await asyncio.wait_for(connection.recv(), 20))
+        assert frame["messages"][0]["type"] == "welcome"
