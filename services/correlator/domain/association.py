@@ -5,10 +5,12 @@
 2. For candidate pairs, the squared Mahalanobis distance ``d² = nuᵀ S⁻¹ nu`` with
    ``S = H P Hᵀ + R`` (closed-form 2×2 and 3×3 inverses: no per-pair LAPACK call); pairs with
    ``d² > gate`` are dropped (``gate`` is a chi-square quantile for the measurement dimension).
+   For an IMM, per motion model: a pair stays when it is inside the gate of some model.
 3. Assignment minimises the total cost ``d² + ln det S`` (the negative log-likelihood up to a
-   constant) over each connected component of the gated bipartite graph with
-   ``scipy.optimize.linear_sum_assignment``; a component of one pair is assigned directly, and a
-   star (one track or one detection) takes its cheapest pair.
+   constant; for an IMM, that of the mixture of the models' predictions) over each connected
+   component of the gated bipartite graph with ``scipy.optimize.linear_sum_assignment``; a
+   component of one pair is assigned directly, and a star (one track or one detection) takes its
+   cheapest pair.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ def gate_threshold(probability: float, dim: int) -> float:
 
 @dataclass(frozen=True)
 class Assignment:
-    """Which track index got which detection index, and the pair's d²."""
+    """Which track index got which detection index, and the pair's d² (for an IMM, the
+    smallest over the models)."""
 
     tracks: Index
     detections: Index
@@ -73,31 +76,51 @@ def associate(
     sensor_en: Array | None,
     is_polar: bool,
     gate: float,
+    weights: Array | None = None,
 ) -> Assignment:
     """Gate and assign one scan's detections to predicted tracks.
 
-    ``x`` (k, 4) and ``P`` (k, 4, 4): tracks predicted to the scan time; ``z`` (m, d) and
-    ``R`` (m, d, d): the detections; ``detection_positions`` (m, 2) and
-    ``detection_position_variance`` (m,): their position estimates and position variance
-    (trace) for the coarse search; ``sensor_en`` (2,) the radar site for polar detections.
+    ``x`` (k, 4) and ``P`` (k, 4, 4): tracks predicted to the scan time; or, for an IMM, each
+    model's prediction ``x`` (k, m, 4) and ``P`` (k, m, 4, 4) with the predicted model
+    probabilities ``weights`` (k, m). ``z`` (n, d) and ``R`` (n, d, d): the detections;
+    ``detection_positions`` (n, 2) and ``detection_position_variance`` (n,): their position
+    estimates and position variance (trace) for the coarse search; ``sensor_en`` (2,) the radar
+    site for polar detections.
+
+    With models, a pair is inside the gate when it is inside some model's gate
+    (``min_j d²_j <= gate``), and its cost is the mixture's negative log-likelihood
+    ``-2 ln sum_j c_j exp(-(d²_j + ln det S_j) / 2)`` (one model: ``d² + ln det S``). A
+    manoeuvring target thus stays in the gate of its manoeuvre model even when the mixture's
+    moments, dominated by the quiet model, would leave it out.
     """
     empty = Assignment(np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp), np.empty(0))
     if len(x) == 0 or len(z) == 0:
         return empty
-    position_variance = P[:, 0, 0] + P[:, 1, 1]
-    radius = np.sqrt(gate * (position_variance + detection_position_variance.max()))
-    ti, dj = _candidates(x[:, :2], radius, detection_positions)
+    if weights is None:
+        x, P, weights = x[:, None], P[:, None], np.ones((len(x), 1))
+    k, m, _ = x.shape
+    mean = np.einsum("km,kmd->kd", weights, x)
+    position_variance = P[..., 0, 0] + P[..., 1, 1]
+    offset = np.hypot(x[..., 0] - mean[:, None, 0], x[..., 1] - mean[:, None, 1])
+    reach = np.sqrt(gate * (position_variance + detection_position_variance.max())) + offset
+    ti, dj = _candidates(mean[:, :2], reach.max(axis=1), detection_positions)
     if len(ti) == 0:
         return empty
-    sensors = None if sensor_en is None else np.broadcast_to(sensor_en, (len(x), 2))
-    zhat, H = measure(x, sensors, z.shape[1], is_polar)
-    HPHt = H @ P @ np.swapaxes(H, 1, 2)
-    S = HPHt[ti] + R[dj]
-    nu = residual(z[dj], zhat[ti], is_polar)
+    dim = z.shape[1]
+    sensors = None if sensor_en is None else np.broadcast_to(sensor_en, (k * m, 2))
+    flat_x, flat_P = x.reshape(k * m, 4), P.reshape(k * m, 4, 4)
+    zhat, H = measure(flat_x, sensors, dim, is_polar)
+    HPHt = (H @ flat_P @ np.swapaxes(H, 1, 2)).reshape(k, m, dim, dim)
+    S = HPHt[ti] + R[dj][:, None]
+    nu = residual(z[dj][:, None, :], zhat.reshape(k, m, dim)[ti], is_polar)
     S_inv, logdet = inverse_and_logdet(S)
-    d2 = np.einsum("pd,pd->p", nu, (S_inv @ nu[:, :, None])[:, :, 0])
+    d2 = np.einsum("pjd,pjd->pj", nu, (S_inv @ nu[..., None])[..., 0])
+    nll = d2 + logdet
+    best = nll.min(axis=1)
+    cost = best - 2.0 * np.log(np.einsum("pj,pj->p", weights[ti], np.exp(-0.5 * (nll - best[:, None]))))
+    d2 = d2.min(axis=1)
     inside = d2 <= gate
-    ti, dj, d2, cost = ti[inside], dj[inside], d2[inside], (d2 + logdet)[inside]
+    ti, dj, d2, cost = ti[inside], dj[inside], d2[inside], cost[inside]
     if len(ti) == 0:
         return empty
     return _assign(ti, dj, d2, cost, len(x), len(z))

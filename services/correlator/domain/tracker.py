@@ -45,6 +45,7 @@ from services.correlator.domain.filters import (
     imm_predict,
     imm_update,
     predict_moments,
+    predict_position,
 )
 from services.correlator.domain.motion import ImmModel
 
@@ -475,23 +476,20 @@ class Tracker:
             candidates = candidates[self._may_gate(candidates, scan_time_s, positions, variance, gate)]
         if len(candidates) == 0:
             return [], detections
-        # When every detection carries the scan's time (a radar revolution, a drone's report), one
-        # IMM prediction serves both the gate (its moments) and the update. When they differ (the
-        # engine's scans span its grouping window) the gate predicts the kept moments (cheap) and
-        # each assigned track is then predicted to its own detection's time.
+        # One IMM prediction to the scan's time serves the gate (each model's prediction: a
+        # manoeuvring target stays in its manoeuvre model's gate) and, when every detection
+        # carries the scan's time (a radar revolution, a drone's report), the update. When they
+        # differ (the engine's scans span its grouping window) each assigned track is then
+        # predicted to its own detection's time.
         shared = bool((batch.times == scan_time_s).all())
         dt = scan_time_s - self.t[candidates]
-        if shared:
-            prediction = imm_predict(
-                self.xm[candidates], self.Pm[candidates], self.mu[candidates], dt, self.config.imm
-            )
-            x, P = prediction.combined()
-        else:
-            x, P = predict_moments(
-                self.x[candidates], self.P[candidates], self.mu[candidates], dt, self.config.imm
-            )
+        prediction = imm_predict(
+            self.xm[candidates], self.Pm[candidates], self.mu[candidates], dt, self.config.imm
+        )
         sensor_en = batch.sensors[0] if batch.sensors is not None else None
-        assignment = associate(x, P, z, R, positions, variance, sensor_en, is_polar, gate)
+        assignment = associate(
+            prediction.xm, prediction.Pm, z, R, positions, variance, sensor_en, is_polar, gate, prediction.c
+        )
         if len(assignment.tracks) == 0:
             return [], detections
         slots = candidates[assignment.tracks]
@@ -509,24 +507,31 @@ class Tracker:
     def _may_gate(
         self, slots: NDArray[np.intp], time_s: float, positions: Array, variance: Array, gate: float
     ) -> NDArray[np.bool_]:
-        """Which tracks could fall in the gate of any of a few detections, from the kept moments
-        alone: a scan of one or two detections then predicts (and gates) only those few tracks,
-        not every track within the search radius.
+        """Which tracks could fall in the gate of any of a few detections, from the stored model
+        states alone: a scan of one or two detections then predicts (and gates) only those few
+        tracks, not every track within the search radius.
 
-        A superset of the candidates ``association.associate`` keeps, whose radius is
-        ``sqrt(gate · (tr P_pos + max tr R_pos))`` with the predicted ``P``. The predicted
-        mean is ``F x̄``; the trace of the predicted position covariance is
-        ``tr Ppp + dt (tr Ppv + tr Pvp) + dt² tr Pvv + (2/3) dt³ Σ_j c_j q_j``, bounded with the
-        largest ``q_j`` (the ``c_j`` sum to one). A 1 m margin covers rounding.
+        A superset of the candidates ``association.associate`` keeps: some model ``j`` of the
+        IMM prediction must reach the detection, within ``sqrt(gate · (tr P_j,pos + max tr
+        R_pos)) + |x_j - x̄|`` of the predicted mixture mean ``x̄ = F x̄_now``. Mixing makes each
+        model's mean a convex combination of the current model means ``x_i`` and its covariance
+        one of ``P_i + s sᵀ`` (``s`` the offset of ``x_i`` from that mean); prediction moves every
+        mean with the same ``F``. With ``D`` the largest distance of a predicted ``F x_i`` from
+        ``x̄`` and ``T`` the largest ``tr Ppp + dt (tr Ppv + tr Pvp) + dt² tr Pvv`` of the
+        ``P_i``, each model's predicted mean is within ``D`` of ``x̄`` and its predicted position
+        trace at most ``T + (2D)² + (2/3) dt³ q_max``. A 1 m margin covers rounding.
         """
         dt = np.maximum(time_s - self.t[slots], 0.0)
-        x, P = self.x[slots], self.P[slots]
-        predicted = x[:, :2] + x[:, 2:] * dt[:, None]
-        cross = P[:, 0, 2] + P[:, 1, 3] + P[:, 2, 0] + P[:, 3, 1]
-        trace = P[:, 0, 0] + P[:, 1, 1] + dt * cross + dt * dt * (P[:, 2, 2] + P[:, 3, 3])
-        trace += (2.0 / 3.0) * dt**3 * self._max_q
-        reach = np.sqrt(gate * np.maximum(trace + variance.max(), 0.0)) + 1.0
-        offset = predicted[:, None, :] - positions[None, :, :]
+        xm, Pm = self.xm[slots], self.Pm[slots]
+        center = predict_position(self.x[slots], dt)
+        moved = xm[..., :2] + xm[..., 2:] * dt[:, None, None]
+        spread = np.hypot(*np.moveaxis(moved - center[:, None, :], -1, 0)).max(axis=1)
+        cross = Pm[..., 0, 2] + Pm[..., 1, 3] + Pm[..., 2, 0] + Pm[..., 3, 1]
+        step = dt[:, None]
+        trace = Pm[..., 0, 0] + Pm[..., 1, 1] + step * cross + step * step * (Pm[..., 2, 2] + Pm[..., 3, 3])
+        bound = trace.max(axis=1) + 4.0 * spread**2 + (2.0 / 3.0) * dt**3 * self._max_q
+        reach = np.sqrt(gate * np.maximum(bound + variance.max(), 0.0)) + spread + 1.0
+        offset = center[:, None, :] - positions[None, :, :]
         distance2 = np.einsum("kmd,kmd->km", offset, offset)
         return np.asarray((distance2 <= (reach * reach)[:, None]).any(axis=1))
 
