@@ -32,16 +32,16 @@ class TrackingConfig(_Section):
     """Tracker parameters (see services/correlator/domain/tracker.py)."""
 
     quiet_q: float = Field(
-        default=0.3,
+        default=0.05,
         gt=0,
-        description="IMM quiet-model acceleration noise, m²/s³ (steady walking or driving: "
-        "about 0.8 m/s of velocity drift per 2 s radar revolution)",
+        description="IMM quiet-model acceleration noise, m²/s³ (steady walking, driving or "
+        "flying: a velocity that wanders by about 1 m/s over 30 s, q ≈ 2 σv² / τ ≈ 0.05)",
     )
     manoeuvre_q: float = Field(
-        default=6.0,
+        default=24.0,
         gt=0,
-        description="IMM manoeuvre-model acceleration noise, m²/s³ (turns, stops, starts: "
-        "accelerations of about 2 m/s²)",
+        description="IMM manoeuvre-model acceleration noise, m²/s³ (turns at junctions, stops, "
+        "starts: accelerations of 3-5 m/s² sustained for a second or two)",
     )
     gate_probability: float = Field(default=0.9995, gt=0.5, lt=1, description="chi-square gate probability")
     confirm_m: int = Field(default=3, ge=1, description="detections needed among the last confirm_n chances")

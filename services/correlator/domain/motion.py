@@ -47,8 +47,9 @@ def process_noise(dt_s: Array, q: float) -> Array:
 class ImmModel:
     """The IMM's models and their switching."""
 
-    q: tuple[float, ...] = (0.01, 1.0)
-    """Acceleration noise of each model, m²/s³ (quiet, manoeuvring)."""
+    q: tuple[float, ...] = (0.05, 24.0)
+    """Acceleration noise of each model, m²/s³ (quiet, manoeuvring; the defaults of the
+    configuration's ``tracking.quiet_q`` and ``tracking.manoeuvre_q``)."""
     mean_sojourn_s: tuple[float, ...] = (60.0, 10.0)
     """Mean time spent in each model before switching, s."""
     initial_probability: tuple[float, ...] = (0.5, 0.5)
