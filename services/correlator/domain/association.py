@@ -129,7 +129,8 @@ def associate(
 def _assign(ti: Index, dj: Index, d2: Array, cost: Array, k: int, m: int) -> Assignment:
     """Optimal assignment of the gated pairs, one connected component of the bipartite graph at
     a time: a component of one pair is that pair; a star (one track, or one detection) takes its
-    cheapest pair; anything else goes to ``linear_sum_assignment``. Vectorised over components."""
+    cheapest pair; two tracks and two detections take the cheaper full pairing; anything else
+    goes to ``linear_sum_assignment``. Vectorised over components."""
     track_uses = np.bincount(ti, minlength=k)
     detection_uses = np.bincount(dj, minlength=m)
     alone = (track_uses[ti] == 1) & (detection_uses[dj] == 1)
@@ -156,9 +157,12 @@ def _assign(ti: Index, dj: Index, d2: Array, cost: Array, k: int, m: int) -> Ass
         first[1:] = component[star][order][1:] != component[star][order][:-1]
         chosen = pairs[order[first]]
         parts.append(Assignment(ti[chosen], dj[chosen], d2[chosen]))
-    dense = rest[~star]
+    dense, c_of = rest[~star], component[~star]
+    square = (tracks_in[c_of] == 2) & (detections_in[c_of] == 2)
+    if square.any():
+        parts.append(_two_by_two(ti, dj, d2, cost, dense[square], c_of[square]))
+        dense, c_of = dense[~square], c_of[~square]
     if len(dense):
-        c_of = component[~star]
         order = np.argsort(c_of, kind="stable")
         bounds = np.flatnonzero(np.diff(c_of[order])) + 1
         for chunk in np.split(dense[order], bounds):
@@ -166,6 +170,27 @@ def _assign(ti: Index, dj: Index, d2: Array, cost: Array, k: int, m: int) -> Ass
             c_dets, c_d = np.unique(dj[chunk], return_inverse=True)
             parts.append(_solve(c_tracks, c_dets, c_t, c_d, d2[chunk], cost[chunk]))
     return _concatenate(parts)
+
+
+def _two_by_two(ti: Index, dj: Index, d2: Array, cost: Array, pairs: Index, component: Index) -> Assignment:
+    """Components of two tracks ``a < b`` and two detections ``x < y`` (three or four gated
+    pairs): the cheaper of the two ways to pair them all, ``a-x, b-y`` or ``a-y, b-x`` (a missing
+    pair costs infinity; one of the two always exists). What ``linear_sum_assignment`` gives,
+    vectorised over the components, which widely spaced targets make the most common kind."""
+    order = np.lexsort((dj[pairs], ti[pairs], component))
+    pairs, component = pairs[order], component[order]
+    _, start, sizes = np.unique(component, return_index=True, return_counts=True)
+    row = np.repeat(np.arange(len(start)), sizes)
+    first_track = ti[pairs[start]][row]
+    first_detection = np.minimum.reduceat(dj[pairs], start)[row]
+    column = 2 * (ti[pairs] != first_track) + (dj[pairs] != first_detection)  # a-x, a-y, b-x, b-y
+    costs = np.full((len(start), 4), np.inf)
+    costs[row, column] = cost[pairs]
+    index = np.zeros((len(start), 4), dtype=np.intp)
+    index[row, column] = pairs
+    crossed = costs[:, 1] + costs[:, 2] < costs[:, 0] + costs[:, 3]
+    chosen = np.where(crossed[:, None], index[:, [1, 2]], index[:, [0, 3]]).ravel()
+    return Assignment(ti[chosen], dj[chosen], d2[chosen])
 
 
 def _concatenate(parts: list[Assignment]) -> Assignment:

@@ -10,6 +10,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.optimize import linear_sum_assignment
 from scipy.stats import chi2
 
 from services.correlator.domain import association, classification
@@ -164,6 +165,52 @@ def test_gate_keeps_far_detections_out() -> None:
         x, P, z, R, z.copy(), np.full(1, 50.0), None, False, association.gate_threshold(0.9995, 2)
     )
     assert len(result.tracks) == 0
+
+
+def test_two_by_two_components_match_linear_sum_assignment() -> None:
+    """Components of two tracks and two detections get the pairing linear_sum_assignment gives."""
+    rng = np.random.default_rng(5)
+    ti, dj, cost = [], [], []
+    for c in range(40):
+        pairs = [(0, 0), (0, 1), (1, 0), (1, 1)]
+        if c % 2:
+            del pairs[int(rng.integers(4))]
+        for t, d in pairs:
+            ti.append(2 * c + t)
+            dj.append(2 * c + d)
+            cost.append(float(rng.normal(0.0, 3.0)))
+    tracks, detections, costs = np.array(ti), np.array(dj), np.array(cost)
+    result = association._assign(tracks, detections, costs, costs, 80, 80)
+    matrix = np.full((80, 80), 1e12)
+    matrix[tracks, detections] = costs
+    rows, cols = linear_sum_assignment(matrix)
+    expected = {int(r): int(c) for r, c in zip(rows, cols, strict=True) if matrix[r, c] < 1e12}
+    assert dict(zip(result.tracks.tolist(), result.detections.tolist(), strict=True)) == expected
+
+
+def test_a_manoeuvre_stays_in_the_gate_of_its_model() -> None:
+    """A detection outside the quiet model's gate is assigned through the manoeuvre model's gate."""
+    x = np.array([[[0.0, 0.0, 10.0, 0.0], [0.0, 0.0, 10.0, 0.0]]])
+    P = np.array([np.diag([25.0, 25.0, 0.1, 0.1]), np.diag([900.0, 900.0, 40.0, 40.0])])[None]
+    z = np.array([[0.0, 60.0]])
+    R = np.diag([25.0, 25.0])[None]
+    gate = association.gate_threshold(0.9995, 2)
+    combined = association.associate(
+        x[:, 0],
+        np.full((1, 4, 4), 0.97 * P[0, 0] + 0.03 * P[0, 1]),
+        z,
+        R,
+        z.copy(),
+        np.full(1, 50.0),
+        None,
+        False,
+        gate,
+    )
+    models = association.associate(
+        x, P, z, R, z.copy(), np.full(1, 50.0), None, False, gate, weights=np.array([[0.97, 0.03]])
+    )
+    assert len(combined.tracks) == 0
+    assert models.tracks.tolist() == [0]
 
 
 def _run(scenario: Scenario, seconds: float, config: TrackerConfig | None = None) -> Tracker:
