@@ -3,14 +3,21 @@
 Clients that see exactly the same thing (same sharing view, same subscription) form a *view
 class*. A change is turned into a message once per class (the sharing policy and the
 subscription filter run once, the JSON is encoded once) and appended to the class's log. Each
-client has its own relay task and a pointer into its class's log. A client that has been quiet
-gets a change at once; under load its frames are spaced by :meth:`Hub.flush_gap_s` (from
-``min_flush_s`` up to ``max_flush_s`` as the number of clients grows against
-``frame_budget_per_s``) and each frame carries everything new since the last one (coalescing: at
-100 alerts/s a client gets one frame per gap, not a hundred). Clients of one class at the same
-position share one joined frame body. So the cost of a change does not grow with the number of
-clients, and a client whose pointer falls more than ``max_backlog`` messages behind (slow, or
-not reading at all) is dropped with close code 4008, counted, and never delays anyone else.
+client has a pointer into its class's log. One flusher task sends every client's frames: a client
+that has been quiet gets a change at once; under load its frames are spaced by
+:meth:`Hub.flush_gap_s` (from ``min_flush_s`` up to ``max_flush_s`` as the number of clients grows
+against ``frame_budget_per_s``) and each frame carries everything new since the last one
+(coalescing: at 100 alerts/s a client gets one frame per gap, not a hundred). Clients of one class
+at the same position share one joined frame body. So the cost of a change does not grow with the
+number of clients.
+
+Frames are written without awaiting (:class:`FrameWriter`; through the ``lindero.frames``
+extension of :mod:`services.alerts.wsprotocol` when the server offers it, else one ASGI send in
+flight per client). A client whose connection cannot take more (its socket buffer is full: slow,
+or not reading at all) is skipped and keeps its pointer; once it falls more than ``max_backlog``
+messages behind it is dropped with close code 4008, counted, and it never delays anyone else.
+(The websockets library's recipe is a queue and a relay task per client; at 1,000–5,000 clients
+the task switches and the awaited ASGI sends per frame cost more than the frames' bytes.)
 An idle stream still gets a frame every ``heartbeat_s`` (browsers cannot see protocol pings).
 
 Frame::
@@ -29,9 +36,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -43,6 +50,7 @@ from schemas.tracks import Track
 from services.alerts.domain.sharing import SharingPolicy, Viewer
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.store import Change, Cursor, Kind, Store
+from services.alerts.wsprotocol import FRAMES_EXTENSION
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +62,10 @@ CURSOR_ONLY_EVERY_S = 5.0
 """Changes a client cannot see still move its cursor; such frames go out at most this often."""
 RECENTLY_CLOSED_S = 3600.0
 """Closed alerts stay in a fresh snapshot for this long."""
+SWEEP_EVERY_S = 1.0
+"""How often the flusher looks for streams owed a heartbeat or a cursor-only frame."""
+FRAMES_PER_YIELD = 256
+"""The flusher lets the event loop run other work (Kafka, commands) after this many frames."""
 
 
 @dataclass(frozen=True)
@@ -139,8 +151,8 @@ class ViewClass:
     alert_views: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Compact alerts: per alert, the view every client of the class holds (what ``alert_changed``
     messages are relative to)."""
-    sleepers: set[Client] = field(default_factory=set)
-    """Clients waiting for the next message (woken by :meth:`append`)."""
+    next_due_s: float = 0.0
+    """While the class is pending: when its next client may get a frame (monotonic)."""
     cached: tuple[int, int, bytes, float | None, int] | None = None
     """The last frame body built: (start, end, joined messages, oldest source time, count)."""
 
@@ -150,10 +162,6 @@ class ViewClass:
 
     def append(self, entry: Entry) -> None:
         self.log.append(entry)
-        if self.sleepers:
-            sleepers, self.sleepers = self.sleepers, set()
-            for client in sleepers:
-                client.kick()
 
     def body(self, start: int) -> tuple[bytes, int, float | None]:
         """The messages from ``start`` to the end, joined with commas (built once for every
@@ -185,6 +193,64 @@ class ViewClass:
             self.base = oldest
 
 
+class FrameWriter(Protocol):
+    """How frames reach one connection, without awaiting."""
+
+    def writable(self) -> bool:
+        """Whether the connection takes a frame now (False: its buffer is full, try later);
+        raises :class:`OSError` once it is closed."""
+
+    def write(self, frame: bytes) -> None:
+        """Queue one frame (UTF-8 JSON)."""
+
+
+class DirectWriter:
+    """Writes through the server's ``lindero.frames`` extension (see :mod:`services.alerts.wsprotocol`)."""
+
+    def __init__(self, extension: dict[str, Any], binary: bool) -> None:
+        self.writable: Callable[[], bool] = extension["writable"]
+        self._write: Callable[[bytes, bool], None] = extension["write"]
+        self.binary = binary
+
+    def write(self, frame: bytes) -> None:
+        self._write(frame, self.binary)
+
+
+class AsgiWriter:
+    """Any other ASGI server: one send in flight; the connection is busy until it completes."""
+
+    def __init__(self, websocket: WebSocket, binary: bool) -> None:
+        self.websocket = websocket
+        self.binary = binary
+        self.sending: asyncio.Task[None] | None = None
+        self.failed: str | None = None
+
+    def writable(self) -> bool:
+        if self.failed is not None:
+            raise ConnectionError(self.failed)
+        return self.sending is None or self.sending.done()
+
+    def write(self, frame: bytes) -> None:
+        self.sending = asyncio.get_running_loop().create_task(self._send(frame))
+
+    async def _send(self, frame: bytes) -> None:
+        try:
+            if self.binary:
+                await self.websocket.send_bytes(frame)
+            else:
+                await self.websocket.send_text(frame.decode())
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            self.failed = f"send failed: {type(exc).__name__}"
+
+
+def frame_writer(websocket: WebSocket, binary: bool) -> FrameWriter:
+    """The fastest way this server offers to write frames to ``websocket``."""
+    extension = websocket.scope.get("extensions", {}).get(FRAMES_EXTENSION)
+    if extension is not None:
+        return DirectWriter(extension, binary)
+    return AsgiWriter(websocket, binary)
+
+
 @dataclass(eq=False)
 class Client:
     """One websocket connection."""
@@ -193,26 +259,18 @@ class Client:
     viewer: Viewer
     subscription: Subscription
     connection_id: str
+    writer: FrameWriter
     view_class: ViewClass | None = None
     pointer: int = 0
     """Index of the next class-log message to send."""
     private: list[bytes] = field(default_factory=list)
     """Messages for this client only (its snapshot, its command results), sent first."""
-    signal: asyncio.Future[None] | None = None
     seq: int = 0
     sent_cursor: dict[str, int] = field(default_factory=dict)
-    binary: bool = False
-    """Send frames as binary websocket messages (UTF-8 JSON) instead of text."""
-    task: asyncio.Task[None] | None = None
+    """The cursor the client holds (shared with other clients: replaced, never changed in place)."""
     closed: str | None = None
     last_sent_s: float = 0.0
     """Monotonic time of the last frame."""
-
-    def kick(self) -> None:
-        """Wake the relay if it is waiting for something to send."""
-        signal = self.signal
-        if signal is not None and not signal.done():
-            signal.set_result(None)
 
 
 class Hub:
@@ -241,6 +299,10 @@ class Hub:
         self._trimmed_s = 0.0
         self.classes: dict[Hashable, ViewClass] = {}
         self.clients: set[Client] = set()
+        self._pending: set[ViewClass] = set()
+        """Classes some client of which may have something to send."""
+        self._flusher: asyncio.Task[None] | None = None
+        self._signal: asyncio.Future[None] | None = None
         store.listeners.append(self.on_change)
 
     def flush_gap_s(self) -> float:
@@ -283,7 +345,7 @@ class Hub:
         client.sent_cursor = {}
         view_class.clients.add(client)
         self.clients.add(client)
-        client.task = asyncio.create_task(self._relay(client), name=f"relay-{client.connection_id}")
+        self._mark(view_class)
         self.metrics.clients.labels(client.viewer.role.value).inc()
 
     def leave(self, client: Client, reason: str) -> None:
@@ -294,11 +356,9 @@ class Hub:
         view_class = client.view_class
         if view_class is not None:
             view_class.clients.discard(client)
-            view_class.sleepers.discard(client)
             if not view_class.clients:
                 self.classes = {k: v for k, v in self.classes.items() if v is not view_class}
-        if client.task is not None and client.task is not asyncio.current_task():
-            client.task.cancel()
+                self._pending.discard(view_class)
         self.metrics.clients.labels(client.viewer.role.value).dec()
 
     def _current(self, kind: Kind, key: str) -> Any:
@@ -408,10 +468,13 @@ class Hub:
         for view_class in list(self.classes.values()):
             view_class.cursor[change.partition] = change.offset + 1
             message = self._message_for(view_class, change.kind, change.key, change.value)
-            if message is not None and change.kind is Kind.TRACK:
-                view_class.append(Entry(message, source, change.key, _movement_only(message)))
-            elif message is not None:
-                view_class.append(Entry(message, source))
+            if message is not None:
+                if change.kind is Kind.TRACK:
+                    view_class.append(Entry(message, source, change.key, _movement_only(message)))
+                else:
+                    view_class.append(Entry(message, source))
+                if view_class not in self._pending:
+                    self._mark(view_class)
             if trim:
                 self._police(view_class)
         if trim:
@@ -431,7 +494,8 @@ class Hub:
             client.private.insert(0, encoded)
         else:
             client.private.append(encoded)
-        client.kick()
+        if client.view_class is not None and client in self.clients:
+            self._mark(client.view_class)
 
     def move(self, client: Client, subscription: Subscription) -> None:
         """Change a client's subscription: it gets a fresh snapshot, then the new class's messages."""
@@ -440,9 +504,9 @@ class Hub:
         old = client.view_class
         if old is not None:
             old.clients.discard(client)
-            old.sleepers.discard(client)
             if not old.clients:
                 self.classes = {k: v for k, v in self.classes.items() if v is not old}
+                self._pending.discard(old)
         client.subscription = subscription
         view_class = self._class_of(client.viewer, subscription)
         if not view_class.cursor:
@@ -451,7 +515,7 @@ class Hub:
         client.view_class = view_class
         client.pointer = view_class.end
         view_class.clients.add(client)
-        client.kick()
+        self._mark(view_class)
 
     def _drop(self, client: Client) -> None:
         self.metrics.drops.labels("slow").inc()
@@ -467,74 +531,205 @@ class Hub:
 
     # -- sending -----------------------------------------------------------------------------
 
-    async def _relay(self, client: Client) -> None:
-        """Send this client's frames: promptly when it has been quiet, at most one per
-        :meth:`flush_gap_s` under load (coalescing), a heartbeat when nothing happens."""
-        websocket = client.websocket
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                view_class = client.view_class
-                if view_class is None:
-                    return
-                if not client.private and client.pointer >= view_class.end:
-                    signal = client.signal = loop.create_future()
-                    view_class.sleepers.add(client)
-                    idle_s = loop.time() - client.last_sent_s
-                    timer = loop.call_later(
-                        max(0.05, min(CURSOR_ONLY_EVERY_S, self.heartbeat_s - idle_s)), client.kick
-                    )
-                    try:
-                        await signal
-                    finally:
-                        timer.cancel()
-                        client.signal = None
-                delay = client.last_sent_s + self.flush_gap_s() - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                frame, count, oldest = self._frame(client, client.view_class or view_class, loop.time())
-                if frame is None:
-                    continue
-                await websocket.send_bytes(frame) if client.binary else await websocket.send_text(
-                    frame.decode()
-                )
-                client.last_sent_s = loop.time()
-                self.metrics.frames.inc()
-                if count:
-                    self.metrics.messages.inc(count)
-                if oldest is not None:
-                    self.metrics.latency.observe(max(0.0, time.time() - oldest))
-        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
-            self.leave(client, f"send failed: {type(exc).__name__}")
+    def _mark(self, view_class: ViewClass) -> None:
+        """Some client of ``view_class`` may have something to send: have the flusher look now."""
+        view_class.next_due_s = 0.0
+        self._pending.add(view_class)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_forever(), name="hub-flusher")
+            self._flusher.add_done_callback(_report_failure)
+        signal = self._signal
+        if signal is not None and not signal.done():
+            signal.set_result(None)
 
-    def _frame(
-        self, client: Client, view_class: ViewClass, now_s: float
-    ) -> tuple[bytes | None, int, float | None]:
-        """The client's next frame (None: nothing worth sending), its message count and the
-        oldest source time in it."""
+    async def _flush_forever(self) -> None:
+        """Send frames as they fall due; every second, heartbeats and cursor-only frames."""
+        loop = asyncio.get_running_loop()
+        sweep_every_s = min(SWEEP_EVERY_S, self.heartbeat_s / 2)
+        next_sweep_s = loop.time() + sweep_every_s
+        while True:
+            due_s = await self._flush_pending()
+            now = loop.time()
+            if now >= next_sweep_s:
+                await self._sweep()
+                next_sweep_s = now + sweep_every_s
+            wake_s = next_sweep_s if due_s is None else min(due_s, next_sweep_s)
+            if wake_s <= now:
+                await asyncio.sleep(0)
+                continue
+            signal = self._signal = loop.create_future()
+            timer = loop.call_later(wake_s - now, _settle, signal)
+            try:
+                await signal
+            finally:
+                timer.cancel()
+                self._signal = None
+
+    async def _flush_pending(self) -> float | None:
+        """Send every pending class's due frames; when the next falls due (None: nothing pending)."""
+        loop = asyncio.get_running_loop()
+        gap_s = self.flush_gap_s()
+        earliest: float | None = None
+        for view_class in list(self._pending):
+            if view_class.next_due_s <= loop.time():
+                next_due_s = await self._flush_class(view_class, gap_s)
+                if next_due_s is None:
+                    self._pending.discard(view_class)
+                    continue
+                view_class.next_due_s = next_due_s
+            if view_class in self._pending and (earliest is None or view_class.next_due_s < earliest):
+                earliest = view_class.next_due_s
+        return earliest
+
+    async def _flush_class(self, view_class: ViewClass, gap_s: float) -> float | None:
+        """Frames to the class's clients that have something new and whose gap has passed; when
+        the next of them falls due (None: all are up to date)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        end = view_class.end
+        batch = _Batch(view_class)
+        yielded = False
+        next_due_s: float | None = None
+        for client in list(view_class.clients):
+            if client.view_class is not view_class or client not in self.clients:
+                continue
+            if client.pointer >= view_class.end and not client.private:
+                continue
+            due_s = client.last_sent_s + gap_s
+            if due_s <= now and self._send(client, view_class, batch, now):
+                due_s = now + gap_s
+                if batch.frames >= FRAMES_PER_YIELD:
+                    self._count(batch)
+                    await asyncio.sleep(0)
+                    yielded = True
+                    now = loop.time()
+                    batch = _Batch(view_class)
+            elif due_s <= now:  # its connection is full: try again after a gap
+                due_s = now + gap_s
+            next_due_s = due_s if next_due_s is None else min(next_due_s, due_s)
+        self._count(batch)
+        if next_due_s is None and (view_class.end != end or yielded):
+            next_due_s = now  # something arrived meanwhile; look again
+        return next_due_s
+
+    async def _sweep(self) -> None:
+        """A frame to each stream idle for ``heartbeat_s``, or whose cursor moved (changes it
+        cannot see) and that has had no frame for ``CURSOR_ONLY_EVERY_S``."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        batches: dict[ViewClass, _Batch] = {}
+        for client in list(self.clients):
+            view_class = client.view_class
+            if view_class is None:
+                continue
+            idle_s = now - client.last_sent_s
+            if idle_s >= self.heartbeat_s or (
+                idle_s >= CURSOR_ONLY_EVERY_S and client.sent_cursor != view_class.cursor
+            ):
+                batch = batches.get(view_class)
+                if batch is None:
+                    batch = batches[view_class] = _Batch(view_class)
+                self._send(client, view_class, batch, now)
+        for batch in batches.values():
+            self._count(batch)
+
+    def _send(self, client: Client, view_class: ViewClass, batch: _Batch, now_s: float) -> bool:
+        """Write the client's next frame if its connection takes it; False if it does not."""
+        try:
+            if not client.writer.writable():
+                return False
+            frame = self._frame(client, view_class, batch)
+            client.writer.write(frame)
+        except OSError as exc:
+            self.leave(client, f"send failed: {type(exc).__name__}")
+            return False
+        client.last_sent_s = now_s
+        return True
+
+    def _frame(self, client: Client, view_class: ViewClass, batch: _Batch) -> bytes:
+        """The client's next frame: its private messages, then the class's from its pointer."""
         start = max(client.pointer, view_class.base)
         body, shared, oldest = view_class.body(start) if start < view_class.end else (b"", 0, None)
         client.pointer = view_class.end
         private = client.private
         client.private = []
-        cursor = {p: o for p, o in view_class.cursor.items() if client.sent_cursor.get(p) != o}
+        cursor = batch.cursor_for(client.sent_cursor)
+        client.sent_cursor = batch.cursor
         count = len(private) + shared
-        if not count:
-            idle_s = now_s - client.last_sent_s
-            if idle_s < self.heartbeat_s and (not cursor or idle_s < CURSOR_ONLY_EVERY_S):
-                return None, 0, None
-        client.sent_cursor.update(cursor)
-        head = orjson.dumps({"type": "batch", "seq": client.seq, "time": time.time(), "cursor": cursor})
+        head = b'{"type":"batch","seq":%d,"time":%b,"cursor":%b,"messages":[' % (
+            client.seq,
+            batch.time,
+            cursor,
+        )
         client.seq += count
-        parts = [*private, body] if shared else private
-        return head[:-1] + b',"messages":[' + b",".join(parts) + b"]}", count, oldest
+        batch.frames += 1
+        batch.messages += count
+        if oldest is not None:
+            batch.oldest[start] = oldest
+        if not shared:
+            return head + b",".join(private) + b"]}"
+        if not private:
+            return head + body + b"]}"
+        return head + b",".join(private) + b"," + body + b"]}"
+
+    def _count(self, batch: _Batch) -> None:
+        if batch.frames:
+            self.metrics.frames.inc(batch.frames)
+            self.metrics.messages.inc(batch.messages)
+            wall_s = time.time()
+            for oldest in batch.oldest.values():
+                self.metrics.latency.observe(max(0.0, wall_s - oldest))
+            batch.frames = batch.messages = 0
+            batch.oldest.clear()
 
     async def close_all(self, code: int = 1001, reason: str = "server shutting down") -> None:
         """Close every connection (shutdown)."""
         clients = list(self.clients)
         for client in clients:
             self.leave(client, "shutdown")
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
         await asyncio.gather(*(_close(c.websocket, code, reason) for c in clients))
+
+
+_HEAD = b'{"type":"batch","seq":%d,"time":%b,"cursor":%b,"messages":['
+
+
+class _Batch:
+    """What the frames written to one class in one go (no await in between) share."""
+
+    def __init__(self, view_class: ViewClass) -> None:
+        self.cursor = dict(view_class.cursor)
+        """The class's cursor now: what every client written to holds afterwards."""
+        self.time = orjson.dumps(time.time())
+        self._deltas: dict[int, tuple[dict[str, int], bytes]] = {}
+        self.frames = 0
+        self.messages = 0
+        self.oldest: dict[int, float] = {}
+        """Per shared body (by its start), the oldest source time in it (for the latency metric)."""
+
+    def cursor_for(self, held: dict[str, int]) -> bytes:
+        """The partitions whose offsets differ from what the client holds, as JSON (computed
+        once for all clients holding the same cursor object)."""
+        found = self._deltas.get(id(held))
+        if found is None:
+            delta = orjson.dumps({p: o for p, o in self.cursor.items() if held.get(p) != o})
+            found = self._deltas[id(held)] = (held, delta)
+        return found[1]
+
+
+def _settle(signal: asyncio.Future[None]) -> None:
+    if not signal.done():
+        signal.set_result(None)
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    """The flusher died of a bug: say so (the next change starts a new one)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("the fan-out's flusher failed", exc_info=exc)
 
 
 MOVING_FIELDS = frozenset(TRACK_MOVED_FIELDS)

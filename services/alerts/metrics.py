@@ -25,8 +25,8 @@ class AlertsMetrics:
         )
         self.latency = Histogram(
             "lindero_alerts_delivery_latency_seconds",
-            "From sensor time (alerts: their update, tracks: their time) to the frame sent; "
-            "the oldest message of each frame",
+            "From sensor time (alerts: their update, tracks: their time) to the frames sent; "
+            "the oldest message of each set of messages sent to identical clients at once",
             buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30),
             registry=registry,
         )

@@ -50,6 +50,7 @@ from services.alerts.hub import (
     CLOSE_UNAUTHORISED,
     Client,
     Subscription,
+    frame_writer,
 )
 from services.alerts.service import AlertsService, Bearer, Outcome, RequestError
 
@@ -204,7 +205,7 @@ class Stream:
             bearer.viewer,
             self._subscription(bearer, hello.subscribe),
             self.connection_id,
-            binary=hello.binary,
+            frame_writer(self.websocket, hello.binary),
         )
         self.client = client
         self.service.hub.join(client, hello.resume)

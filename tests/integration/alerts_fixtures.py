@@ -97,10 +97,11 @@ async def start_alerts(make_kafka: KafkaFactory) -> AsyncIterator[AlertsFactory]
     """Start alerts services on free ports (stopped after the test)."""
     running: list[RunningAlerts] = []
 
-    async def start(
+    async def start(  # ws: another uvicorn websocket implementation than the service's
         kafka: KafkaSettings | None = None,
         config: LinderoConfig | None = None,
         ready: bool = True,
+        ws: Any = None,
         **changes: Any,
     ) -> RunningAlerts:
         settings = AlertsSettings(
@@ -116,7 +117,7 @@ async def start_alerts(make_kafka: KafkaFactory) -> AsyncIterator[AlertsFactory]
                 lifespan="on",
                 log_config=None,
                 access_log=False,
-                **websocket_options(settings),
+                **{**websocket_options(settings), **({"ws": ws} if ws is not None else {})},
             )
         )
         task = asyncio.create_task(server.serve())

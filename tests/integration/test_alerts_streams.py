@@ -17,6 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from schemas.alerts import Severity
 from schemas.api import TRACK_MOVED_FIELDS, apply_alert_changes
 from schemas.tracks import Track, TrackStatus
+from services.alerts.hub import AsgiWriter, DirectWriter
 from tests.integration.alerts_fixtures import AlertsFactory, Producer, StreamClient, start_alerts
 from tests.integration.conftest import KafkaFactory, wait_until
 from tests.unit.alerts.builders import DEMO, fresh_crossing, make_track, utc_now
@@ -31,12 +32,15 @@ def track(number: int, **changes: Any) -> Track:
     return make_track(DEMO, "CO", "co-ve-cucuta", track_id=f"co-ve-cucuta.T{number:06d}", **data)
 
 
+@pytest.mark.parametrize("ws", [None, "websockets-sansio"], ids=["lindero-frames", "plain-asgi"])
 async def test_snapshot_then_live_messages_in_sequence(
-    start_alerts: AlertsFactory, make_kafka: KafkaFactory
+    start_alerts: AlertsFactory, make_kafka: KafkaFactory, ws: str | None
 ) -> None:
-    """A client gets a snapshot of what exists, then alert, alert_update and track messages in order."""
+    """A client gets a snapshot of what exists, then alert, alert_update and track messages in
+    order: with the service's own websocket protocol (frames written directly) and under plain
+    uvicorn (frames sent through ASGI)."""
     kafka = make_kafka()
-    alerts = await start_alerts(kafka)
+    alerts = await start_alerts(kafka, ws=ws)
     before = fresh_crossing()
     async with Producer(kafka) as producer:
         await producer.alerts([before])
@@ -70,6 +74,8 @@ async def test_snapshot_then_live_messages_in_sequence(
         assert update["status"] == "acknowledged"
         times = [frame["time"] for frame in client.frames if frame["type"] == "batch"]
         assert times == sorted(times)
+        writers = {type(c.writer) for c in alerts.service.hub.clients}
+        assert writers == {AsgiWriter if ws else DirectWriter}
         await client.close()
 
 
