@@ -284,7 +284,7 @@ class Hub:
         *,
         min_flush_s: float = 0.02,
         max_flush_s: float = 0.2,
-        frame_budget_per_s: float = 25_000,
+        frame_budget_per_s: float = 50_000,
         max_backlog: int = 20_000,
         heartbeat_s: float = 15.0,
     ) -> None:

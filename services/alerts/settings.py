@@ -33,10 +33,11 @@ class AlertsSettings(ServiceSettings):
         default=0.2, gt=0, le=5, description="longest gap the frame budget may stretch that to, s"
     )
     frame_budget_per_s: float = Field(
-        default=25_000,
+        default=50_000,
         gt=0,
         description="frames per second all clients together should get at most; the gap between frames "
-        "grows with the number of clients (clients / budget), between the two bounds above",
+        "grows with the number of clients (clients / budget), between the two bounds above: 20 ms up "
+        "to 1,000 clients, 100 ms at 5,000 (a frame costs the gateway about 25-40 us of CPU)",
     )
     heartbeat_s: float = Field(
         default=15.0, gt=0, description="an idle stream gets a heartbeat frame this often, s"
