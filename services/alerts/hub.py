@@ -303,6 +303,8 @@ class Hub:
         """Classes some client of which may have something to send."""
         self._flusher: asyncio.Task[None] | None = None
         self._signal: asyncio.Future[None] | None = None
+        self._marked = False
+        """A class was marked since the flusher's pass began (it looks again before sleeping)."""
         store.listeners.append(self.on_change)
 
     def flush_gap_s(self) -> float:
@@ -535,6 +537,7 @@ class Hub:
         """Some client of ``view_class`` may have something to send: have the flusher look now."""
         view_class.next_due_s = 0.0
         self._pending.add(view_class)
+        self._marked = True
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush_forever(), name="hub-flusher")
             self._flusher.add_done_callback(_report_failure)
@@ -548,13 +551,14 @@ class Hub:
         sweep_every_s = min(SWEEP_EVERY_S, self.heartbeat_s / 2)
         next_sweep_s = loop.time() + sweep_every_s
         while True:
+            self._marked = False
             due_s = await self._flush_pending()
             now = loop.time()
             if now >= next_sweep_s:
                 await self._sweep()
                 next_sweep_s = now + sweep_every_s
             wake_s = next_sweep_s if due_s is None else min(due_s, next_sweep_s)
-            if wake_s <= now:
+            if wake_s <= now or self._marked:
                 await asyncio.sleep(0)
                 continue
             signal = self._signal = loop.create_future()
@@ -656,11 +660,7 @@ class Hub:
         cursor = batch.cursor_for(client.sent_cursor)
         client.sent_cursor = batch.cursor
         count = len(private) + shared
-        head = b'{"type":"batch","seq":%d,"time":%b,"cursor":%b,"messages":[' % (
-            client.seq,
-            batch.time,
-            cursor,
-        )
+        head = _HEAD % (client.seq, batch.time, cursor)
         client.seq += count
         batch.frames += 1
         batch.messages += count
