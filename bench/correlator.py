@@ -1,7 +1,8 @@
-"""Correlator benchmarks: tracking accuracy beside Stone Soup, and the pure core's throughput.
+"""Correlator benchmarks: tracking accuracy beside Stone Soup; throughput of the pure core and of one process.
 
     .venv/bin/python bench/correlator.py [--duration 600] [--density 0.5] [--seed 7] \
-        [--tracks 100 1000] [--cutoff 100] [--no-write] [--no-reference]
+        [--tracks 100 1000] [--cutoff 100] [--no-write] [--no-reference] [--only process|core] \
+        [--py-spy DIR]
 
 1. **Accuracy.** The simulator's seeded scenario in co-ve-cucuta (people on foot, vehicles, a
    low and slow aircraft, road traffic, animals; two radars with noise, misses and clutter, two
@@ -14,7 +15,11 @@
    bench/metrics.py score them against the truth some sensor detected in the last 10 s.
 2. **Speed.** (a) The pure core: a ``Tracker`` fed pre-built scans of N synthetic targets under
    two radars (one scan per revolution holds ~0.9 N plots) plus drone and ground-sensor streams,
-   timed in steady state after the tracks are confirmed. (b) On the accuracy scenario: the engine
+   timed in steady state after the tracks are confirmed. (a') One correlator process through a
+   real broker: the same loads as the records ingest writes, preloaded into ``sensor.events``,
+   and ``python -m services.correlator`` timed (its own CPU seconds) from its first consumed
+   record until its outputs and input offset are committed (``--only process`` runs just this;
+   its broker is its own, on port 9392). (b) On the accuracy scenario: the engine
    loop; the tracker replaying the engine's exact calls, with and without the 1 Hz read-out that
    Stone Soup's run also does; and Stone Soup. The 50× goal compares like with like: tracker and
    1 Hz read-out on both sides.
@@ -29,30 +34,56 @@ results replace the "correlator" section of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import bisect
+import contextlib
 import cProfile
+import datetime as dt
 import math
 import os
 import pstats
+import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import ROOT, git_revision, write_section
-from bench._scenarios import AccuracyScenario, SyntheticLoad, accuracy_scenario, demo, synthetic_load
+from bench._common import OUT, ROOT, cpu_seconds, git_revision, machine_busy, write_section
+from bench._scenarios import (
+    DEMO_CONFIG,
+    AccuracyScenario,
+    Admission,
+    SyntheticLoad,
+    accuracy_scenario,
+    demo,
+    synthetic_load,
+)
 from bench.metrics import run_statistics
+from schemas.events import SensorType
+from schemas.topics import REGISTRY, SENSOR_EVENTS
 from schemas.tracks import TrackStatus
+from services.core import localkafka
+from services.core.config import GroundSensor, LinderoConfig
+from services.core.kafka import KafkaSettings, ensure_topics, topic_partitions
+from services.core.localkafka import free_port
+from services.core.processor import partition_of
+from services.correlator.domain.detections import Detection, MeasurementKind
 from services.correlator.domain.engine import RegionEngine, tracker_config
 from services.correlator.domain.region import RegionContext
 from services.correlator.domain.tracker import Coverage, Scan, Tracker
+from services.stack import Stack
 
 REGION = "co-ve-cucuta"
 LIVE = (TrackStatus.CONFIRMED, TrackStatus.COASTING)
@@ -304,6 +335,311 @@ def profile(work: Callable[[], object], top: int = 12) -> list[tuple[str, float,
     return out
 
 
+# -- one correlator process -----------------------------------------------------------------------
+
+
+PROCESS_BROKER_PORT = 9392
+"""The process measurement's own single-node broker (not the shared 9192, nor bench/fanout.py's 9292)."""
+PROCESS_SECRET = "bench-correlator-only-0123456789abcdef0123456789abcdef"  # noqa: S105 (throwaway process)
+DRONE_ALT_M = 120.0
+_EVENT_IDS = uuid.UUID("6c1f3a52-6d0e-4f4e-9d5b-5b1d0a0c0f00")
+
+
+@dataclass
+class ProcessSpeed:
+    """One correlator process through its backlog of the synthetic load."""
+
+    targets: int
+    records: int
+    """Records of sensor.events preloaded."""
+    detections: int
+    """Records consumed and committed inside the timed window."""
+    cpu_s: float
+    """CPU seconds of the correlator process in the window (user + system, /proc/PID/stat)."""
+    wall_s: float
+    live: float
+    """Confirmed + coasting tracks at the end (the process's own gauge)."""
+    tentative: float
+    commits: float
+    snapshot_bytes: float
+    """Mean size of one snapshot of the busy partition."""
+    machine: float
+    """Busy cores of the whole machine during the window (of os.cpu_count())."""
+
+    @property
+    def rate(self) -> float:
+        return self.detections / self.cpu_s if self.cpu_s > 0 else math.nan
+
+    @property
+    def wall_rate(self) -> float:
+        return self.detections / self.wall_s if self.wall_s > 0 else math.nan
+
+
+def _stamp(time_s: float) -> str:
+    moment = dt.datetime.fromtimestamp(time_s, dt.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class LoadRecords:
+    """The synthetic load's detections as the records ingest writes to sensor.events.
+
+    Radar plots become polar radar events of the same two radars (range, bearing, radial velocity
+    and the load's sigmas); the load's two drones become the region's drones (a geolocated point,
+    the drone above it); its sixteen ground sensors become the region's ground sensors, each trip
+    at the sensor's registered site (a real trip carries no position of its own). Ingest's
+    admission code writes each record (bench/_scenarios.py ``Admission``).
+    """
+
+    def __init__(self, config: LinderoConfig, context: RegionContext) -> None:
+        self.context = context
+        self.admission = Admission(config)
+        by_type: dict[str, list[str]] = {}
+        for sensor in config.sensors:
+            if sensor.region == context.region:
+                by_type.setdefault(sensor.type.value, []).append(sensor.id)
+        self.drones = sorted(by_type.get(SensorType.DRONE.value, []))
+        self.grounds = sorted(by_type.get(SensorType.GROUND.value, []))
+        self.modality = {s.id: s.ground.modality.value for s in config.sensors if isinstance(s, GroundSensor)}
+
+    def _sensor(self, detection: Detection) -> str:
+        name = detection.sensor_id
+        if name.startswith("bench-uav-"):
+            return self.drones[int(name.rsplit("-", 1)[1]) % len(self.drones)]
+        if name.startswith("bench-ugs-"):
+            return self.grounds[int(name.rsplit("-", 1)[1]) % len(self.grounds)]
+        return name
+
+    def payload(self, detection: Detection) -> dict[str, Any]:
+        sensor = self._sensor(detection)
+        event: dict[str, Any] = {
+            "event_id": str(uuid.uuid5(_EVENT_IDS, detection.event_id)),
+            "sensor_id": sensor,
+            "time": _stamp(detection.time_s),
+        }
+        sigmas = np.sqrt(np.diag(detection.covariance)).tolist()
+        if detection.kind is MeasurementKind.POLAR:
+            range_m, bearing_rad, radial_mps = detection.z.tolist()
+            event.update(
+                sensor_type="radar",
+                range_m=max(0.0, range_m),
+                bearing_deg=math.degrees(bearing_rad) % 360.0 % 360.0,
+                radial_velocity_mps=radial_mps,
+                range_sigma_m=sigmas[0],
+                bearing_sigma_deg=math.degrees(sigmas[1]),
+                radial_velocity_sigma_mps=sigmas[2],
+            )
+        elif detection.kind is MeasurementKind.POINT:
+            lat, lon, _ = self.context.frame.to_wgs84(detection.z[0], detection.z[1], 0.0)
+            where = {"lat": float(lat), "lon": float(lon)}
+            event.update(
+                sensor_type="drone",
+                drone={**where, "alt_m": DRONE_ALT_M},
+                detection={**where, "sigma_m": sigmas[0]},
+                confidence=detection.confidence,
+            )
+            event["class"] = detection.target_class
+        else:
+            event.update(
+                sensor_type="ground", modality=self.modality[sensor], confidence=detection.confidence
+            )
+            event["class"] = detection.target_class
+        return event
+
+    def build(self, load: SyntheticLoad) -> tuple[list[float], list[bytes]]:
+        """(event times, record values) in the load's order (time order)."""
+        times: list[float] = []
+        values: list[bytes] = []
+        for step in load.steps:
+            if step.scan is None:
+                continue
+            for detection in step.scan.detections:
+                times.append(detection.time_s)
+                values.append(self.admission.record(self.payload(detection)))
+        return times, values
+
+
+def _scrape(url: str) -> dict[str, float]:
+    """The correlator's /metrics, summed over labels (plus ``tracks:<status>`` per status)."""
+    found: dict[str, float] = {}
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, value = line.rsplit(" ", 1)
+        base = name.split("{", 1)[0]
+        found[base] = found.get(base, 0.0) + float(value)
+        if base == "lindero_correlator_tracks":
+            status = name.split('status="', 1)[1].split('"', 1)[0]
+            found[f"tracks:{status}"] = float(value)
+    return found
+
+
+async def _preload(kafka: KafkaSettings, topic: str, key: bytes, values: Sequence[bytes]) -> None:
+    await ensure_topics(kafka, list(REGISTRY))
+    await topic_partitions(kafka, [topic])  # until its partitions have leaders
+    producer = AIOKafkaProducer(
+        linger_ms=20, max_batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024, **kafka.client_options()
+    )
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value=value, key=key) for value in values]
+        await producer.flush()
+        for future in futures:
+            await future
+    finally:
+        await producer.stop()
+
+
+class _Committed:
+    """The committed offset of one partition for a consumer group, asked again and again."""
+
+    def __init__(self, kafka: KafkaSettings, group: str, tp: TopicPartition) -> None:
+        self.kafka, self.group, self.tp = kafka, group, tp
+        self.loop = asyncio.new_event_loop()
+        self.admin = self.loop.run_until_complete(self._start())
+
+    async def _start(self) -> AIOKafkaAdminClient:
+        admin = AIOKafkaAdminClient(**self.kafka.client_options())
+        await admin.start()
+        return admin
+
+    def offset(self) -> int:
+        found = self.loop.run_until_complete(
+            self.admin.list_consumer_group_offsets(self.group, partitions=[self.tp])
+        )
+        entry = found.get(self.tp)
+        return -1 if entry is None or entry.offset is None else int(entry.offset)
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.admin.close())
+        self.loop.close()
+
+
+def process_broker() -> tuple[str, localkafka.LocalCluster | None]:
+    """LINDERO_KAFKA_BOOTSTRAP, or this measurement's own single-node broker (port 9392, started
+    here and stopped at the end: the shared broker and bench/fanout.py's are left alone)."""
+    external = os.environ.get("LINDERO_KAFKA_BOOTSTRAP")
+    if external:
+        return external, None
+    cluster = localkafka.LocalCluster(name="bench-correlator", ports=[PROCESS_BROKER_PORT])
+    running = all(node.pid() is not None for node in cluster.nodes)
+    bootstrap = cluster.start(progress=print)
+    return bootstrap, None if running else cluster
+
+
+def process_speed(
+    config: LinderoConfig,
+    context: RegionContext,
+    load: SyntheticLoad,
+    bootstrap: str,
+    profile_to: Path | None,
+) -> ProcessSpeed:
+    """One correlator process (``python -m services.correlator``) through the load preloaded in
+    sensor.events of a fresh topic prefix.
+
+    Timed from the process's first consumed record (its records counter leaves 0; the records it
+    had consumed by then are not counted) until its committed input offset covers every record
+    it can release (all but the last reorder window, which waits for later data or for the wall
+    clock). CPU is the process's own (/proc/PID/stat); the count of live tracks is its gauge at
+    the end.
+    """
+    times, values = LoadRecords(config, context).build(load)
+    prefix = f"benchproc{uuid.uuid4().hex[:8]}."
+    kafka = KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix)
+    topic = kafka.topics(SENSOR_EVENTS)
+    asyncio.run(_preload(kafka, topic, context.region.encode(), values))
+    window = context.tracking.reorder_window_s
+    target = bisect.bisect_right(times, times[-1] - window)
+    tp = TopicPartition(topic, partition_of(context.region.encode(), kafka.partitions))
+    port = free_port()
+    stack = Stack(
+        config=DEMO_CONFIG,
+        bootstrap=bootstrap,
+        secret=PROCESS_SECRET,
+        logs=OUT / "correlator-process-logs",
+        topic_prefix=prefix,
+        ports={"correlator": port},
+        env={"LINDERO_CORRELATOR_LOG_LEVEL": "WARNING"},
+    )
+    stack.logs.mkdir(parents=True, exist_ok=True)
+    url = stack.url("correlator")
+    with (stack.logs / "correlator.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.correlator"],
+            env=stack.environment("correlator"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
+    committed = _Committed(kafka, f"{prefix}lindero-correlator", tp)
+    spy = None
+    try:
+        deadline = time.monotonic() + 120
+        consumed = 0.0
+        while consumed <= 0:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the correlator did not start consuming:\n{stack.tail('correlator')}")
+            with contextlib.suppress(httpx.HTTPError):
+                consumed = _scrape(url).get("lindero_correlator_records_total", 0.0)
+            if consumed <= 0:
+                time.sleep(0.01)
+        wall0, cpu0, machine0 = time.perf_counter(), cpu_seconds(process.pid), machine_busy()
+        if profile_to is not None:
+            spy = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "-o",
+                    str(profile_to),
+                    "-f",
+                    "raw",
+                    "-r",
+                    "50",
+                    "--pid",
+                    str(process.pid),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        while committed.offset() < target:
+            if process.poll() is not None or time.monotonic() > deadline + 3600:
+                raise RuntimeError(f"the correlator stopped or stalled:\n{stack.tail('correlator')}")
+            time.sleep(0.05)
+        wall1, cpu1, machine1 = time.perf_counter(), cpu_seconds(process.pid), machine_busy()
+        at_end = _scrape(url)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
+        time.sleep(1.2)  # the track gauges are refreshed once a second
+        metrics = _scrape(url)
+    finally:
+        committed.close()
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+    if metrics.get("lindero_correlator_aborted_transactions_total", 0.0):
+        raise RuntimeError("the correlator aborted transactions during the run")
+    busy = (machine1[0] - machine0[0]) / max(1, machine1[1] - machine0[1]) * (os.cpu_count() or 1)
+    commits = at_end.get("lindero_correlator_state_bytes_count", 0.0)
+    return ProcessSpeed(
+        targets=load.targets,
+        records=len(values),
+        detections=target - int(consumed),
+        cpu_s=cpu1 - cpu0,
+        wall_s=wall1 - wall0,
+        live=metrics.get("tracks:confirmed", 0.0) + metrics.get("tracks:coasting", 0.0),
+        tentative=metrics.get("tracks:tentative", 0.0),
+        commits=commits,
+        snapshot_bytes=at_end.get("lindero_correlator_state_bytes_sum", 0.0) / max(1.0, commits),
+        machine=busy,
+    )
+
+
 # -- report ---------------------------------------------------------------------------------------
 
 
@@ -381,6 +717,36 @@ def scenario_speed_table(rows: Sequence[Throughput], reference: float) -> str:
     )
 
 
+def process_table(rows: Sequence[ProcessSpeed]) -> str:
+    head = (
+        "| targets | records | live tracks at the end (confirmed + coasting) | tentative "
+        "| detections timed | CPU s | wall s | detections/s (CPU) | detections/s (wall) "
+        "| machine busy, cores | transactions | snapshot kB |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    )
+    return head + "\n".join(
+        f"| {r.targets:,} | {r.records:,} | {r.live:,.0f} | {r.tentative:,.0f} | {r.detections:,} "
+        f"| {r.cpu_s:.2f} | {r.wall_s:.2f} | {r.rate:,.0f} | {r.wall_rate:,.0f} | {r.machine:.2f} "
+        f"| {r.commits:,.0f} | {r.snapshot_bytes / 1e3:,.0f} |"
+        for r in rows
+    )
+
+
+def rate_goal(core: Sequence[CoreSpeed], processes: Sequence[ProcessSpeed]) -> Goal:
+    """The issue's goal is per correlator process: judged on the process (CPU seconds), the pure
+    core shown beside it."""
+    process_part = ", ".join(
+        f"{p.rate:,.0f}/s per CPU second ({p.wall_rate:,.0f}/s wall) with {p.live:,.0f} tracks"
+        for p in processes
+    )
+    core_part = ", ".join(f"{k.rate:,.0f}/s with {k.confirmed:,.0f} tracks" for k in core)
+    return Goal(
+        f"≥ {GOAL_RATE:,.0f} detections/s per process (one correlator process through Kafka, at every load)",
+        bool(processes) and min(p.rate for p in processes) >= GOAL_RATE,
+        f"the process: {process_part or 'not measured'}; the pure core alone: {core_part}",
+    )
+
+
 def profile_table(rows: Sequence[tuple[str, float, float]]) -> str:
     head = "| function | own % | cumulative % |\n|---|---:|---:|\n"
     return head + "\n".join(f"| `{name}` | {own:.1f} | {cum:.1f} |" for name, own, cum in rows)
@@ -407,6 +773,7 @@ class Results:
     """One-minute load average at the start and at the end."""
     by_seed: list[tuple[int, float, float]] = field(default_factory=list)
     """(seed, Lindero's mean GOSPA, Stone Soup's) for the main seed and each ``--more-seeds``."""
+    processes: list[ProcessSpeed] = field(default_factory=list)
 
 
 def seed_accuracy(seed: int, duration_s: float, density: float, cutoff: float) -> tuple[int, float, float]:
@@ -487,21 +854,54 @@ def accuracy(args: argparse.Namespace) -> tuple[AccuracyScenario, list[Scores], 
     return scenario, scores, throughput, lindero.scan_size
 
 
-def speed(context: RegionContext, targets: Sequence[int], seed: int) -> tuple[list[CoreSpeed], SyntheticLoad]:
-    """The pure core at each load (at least 40 s or ~20,000 detections timed); the largest load back."""
+def loads(context: RegionContext, targets: Sequence[int], seed: int) -> list[SyntheticLoad]:
+    """The synthetic load at each target count (at least 40 s or ~20,000 detections measured)."""
+    return [
+        synthetic_load(context, count, seed=seed, measure_s=max(40.0, 20_000.0 / (0.9 * count)))
+        for count in sorted(targets)
+    ]
+
+
+def speed(context: RegionContext, built: Sequence[SyntheticLoad]) -> list[CoreSpeed]:
+    """The pure core at each load."""
     core: list[CoreSpeed] = []
-    loads = []
-    for count in sorted(targets):
-        load = synthetic_load(context, count, seed=seed, measure_s=max(40.0, 20_000.0 / (0.9 * count)))
-        loads.append(load)
+    for load in built:
         result = core_speed(context, load)
         core.append(result)
         print(
-            f"-- core, {count:,} targets: {result.confirmed:,.0f} live tracks, {result.detections:,} "
+            f"-- core, {load.targets:,} targets: {result.confirmed:,.0f} live tracks, {result.detections:,} "
             f"detections in {result.cpu_s:.2f} CPU s: {result.rate:,.0f} detections/s"
         )
     print(speed_table(core))
-    return core, loads[-1]
+    return core
+
+
+def process(
+    config: LinderoConfig, context: RegionContext, built: Sequence[SyntheticLoad], py_spy: Path | None
+) -> list[ProcessSpeed]:
+    """One correlator process at each load, on this measurement's own broker."""
+    bootstrap, cluster = process_broker()
+    found: list[ProcessSpeed] = []
+    try:
+        for load in built:
+            profile_to = None
+            if py_spy is not None:
+                py_spy.mkdir(parents=True, exist_ok=True)
+                profile_to = py_spy / f"correlator-process-{load.targets}.txt"
+            result = process_speed(config, context, load, bootstrap, profile_to)
+            found.append(result)
+            print(
+                f"-- process, {load.targets:,} targets: {result.live:,.0f} live tracks at the end, "
+                f"{result.detections:,} detections in {result.cpu_s:.2f} CPU s ({result.wall_s:.2f} s wall, "
+                f"machine {result.machine:.2f} cores busy): {result.rate:,.0f} detections/s (CPU), "
+                f"{result.wall_rate:,.0f} (wall); {result.commits:,.0f} commits, snapshot "
+                f"{result.snapshot_bytes / 1e3:,.0f} kB" + (f"; profile {profile_to}" if profile_to else "")
+            )
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    print(process_table(found))
+    return found
 
 
 def main() -> int:
@@ -528,9 +928,28 @@ def main() -> int:
         help="further scenario seeds for accuracy only (Lindero and Stone Soup, in a worker process); "
         "the GOSPA goal is then judged on the mean over all seeds",
     )
+    parser.add_argument(
+        "--only",
+        choices=("process", "core"),
+        help="measure only one correlator process through Kafka, or only the pure core (implies --no-write)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        help="record a py-spy profile (raw, folded stacks) of the correlator process into this folder",
+    )
     args = parser.parse_args()
     if args.no_reference:
         args.no_write, args.more_seeds = True, []
+    if args.only:
+        config, geography = demo()
+        context = RegionContext.build(config, geography, REGION)
+        built = loads(context, args.tracks, args.seed)
+        if args.only == "core":
+            speed(context, built)
+        else:
+            process(config, context, built, args.py_spy)
+        return 0
     started = time.perf_counter()
     load_start = os.getloadavg()[0]
 
@@ -541,10 +960,14 @@ def main() -> int:
         if pool is not None
     ]
     scenario, scores, throughput, scan_size = accuracy(args)
-    core, largest = speed(scenario.context, args.tracks, args.seed)
+    config, _ = demo()
+    built = loads(scenario.context, args.tracks, args.seed)
+    core = speed(scenario.context, built)
+    processes = process(config, scenario.context, built, args.py_spy)
+    largest = built[-1]
     if args.no_reference:
         print(f"   Lindero mean GOSPA: {scores[0].summary['mean_gospa_m']:.1f} m (no reference run)")
-        print(f"   goal: ≥ {GOAL_RATE:,.0f} detections/s: " + ", ".join(f"{k.rate:,.0f}/s" for k in core))
+        print(f"   goal: {rate_goal(core, processes).measured}")
         return 0
     reference_rate = throughput[-1].rate
     like_for_like = throughput[1].rate / reference_rate
@@ -568,11 +991,7 @@ def main() -> int:
             like_for_like >= GOAL_RATIO,
             f"{like_for_like:,.0f}× (the whole engine, rules and publishing included: {engine_ratio:,.0f}×)",
         ),
-        Goal(
-            f"≥ {GOAL_RATE:,.0f} detections/s per process (pure core, at every load measured)",
-            min(k.rate for k in core) >= GOAL_RATE,
-            ", ".join(f"{k.rate:,.0f}/s with {k.confirmed:,.0f} tracks" for k in core),
-        ),
+        rate_goal(core, processes),
     ]
     for goal in goals:
         print(f"   goal: {goal.name}: {goal.measured}: {'met' if goal.met else 'MISSED'}")
@@ -593,7 +1012,17 @@ def main() -> int:
             print(profile_table(rows))
     load = (load_start, os.getloadavg()[0])
     results = Results(
-        scenario, scores, scan_size, throughput, reference_rate, core, goals, profiles, load, by_seed
+        scenario,
+        scores,
+        scan_size,
+        throughput,
+        reference_rate,
+        core,
+        goals,
+        profiles,
+        load,
+        by_seed,
+        processes,
     )
     print(
         f"-- done in {time.perf_counter() - started:.0f} s (load average {load[0]:.2f}, then {load[1]:.2f})"
@@ -695,6 +1124,21 @@ tasked targets each per second, sixteen ground sensors trip now and then (half o
 alarms), and `advance` runs once a second. Timed after a 20 s warm-up, once the tracks are confirmed.
 
 {speed_table(results.core)}
+
+**Throughput of one correlator process** (`python -m services.correlator`, the real thing: Kafka
+consumer, `SensorEventRecord` parsing, `from_record`, the `RegionEngine`, one transaction per
+commit interval with the track updates, alerts, the partition's full snapshot and the input
+offset). The same synthetic loads, turned into the records ingest writes (radar plots as polar
+radar events of the same radars, the drones' points and the ground sensors' trips as events of
+the region's drones and ground sensors, each trip at its sensor's site; ingest's admission code
+writes every record), are preloaded into `sensor.events` of a fresh topic prefix on a
+single-node broker of this machine; then one correlator process starts with the demo
+configuration and works through the backlog. Timed from its first consumed record (records it
+had consumed by then not counted) until its committed input offset covers every record it can
+release (all but the last reorder window, which waits for newer data or for the wall clock);
+CPU seconds are the process's own (/proc/PID/stat), live tracks its own gauge at the end.
+
+{process_table(results.processes) if results.processes else "(not measured)"}
 
 **Goals**
 
