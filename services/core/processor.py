@@ -164,6 +164,8 @@ class Processor:
         """One per task key: the rebalance listener (the consumer's coordinator task) and the run
         loop never use a task's producer at the same time (one transaction at a time)."""
         self.ready = False
+        self.partitioner = KeyPartitioner()
+        """The producers' partitioner (keyed records land where the default partitioner puts them)."""
 
     def _key(self, tp: TopicPartition) -> Any:
         return tp.partition if self.copartitioned else tp
@@ -255,7 +257,8 @@ class Processor:
             client_id=f"{self.kafka.client_id}-{self.name}",
             transactional_id=f"{self.group_id}.{name}",
             max_request_size=32 * 1024 * 1024,
-            partitioner=KeyPartitioner(),
+            max_batch_size=BATCH_BYTES,
+            partitioner=self.partitioner,
             **self.kafka.client_options(),
         )
         await producer.start()  # init_transactions: fences any zombie with this transactional id
@@ -332,7 +335,8 @@ class Processor:
         state_bytes = sum(len(r.value or b"") for r in batch.state)
         try:
             async with producer.transaction():
-                for record in (*batch.records, *batch.state):
+                await send_in_batches(producer, batch.records, self.partitioner)
+                for record in batch.state:
                     await producer.send(
                         record.topic, value=record.value, key=record.key, headers=list(record.headers)
                     )
@@ -393,6 +397,69 @@ async def read_latest(
     finally:
         await reader.stop()
     return latest
+
+
+BATCH_BYTES = 512 * 1024
+"""Record batches of the transactional producers: well under the brokers' default
+``max.message.bytes`` (1 MiB) of the output topics; a larger single record (a snapshot) still
+goes, alone in its batch."""
+ALONE_BYTES = 64 * 1024
+"""A record at least this large goes in a batch of its own (see :func:`send_in_batches`)."""
+
+
+async def send_in_batches(
+    producer: AIOKafkaProducer, records: Sequence[OutRecord], partitioner: KeyPartitioner
+) -> None:
+    """Hand ``records`` to the producer (inside its transaction) as record batches, one open
+    batch per partition.
+
+    The same records land in the same partitions and, within each partition, in the same order
+    as with one ``send`` after another, at a fraction of the cost (aiokafka's ``send`` is ~20 us
+    a record: a coroutine, a future and a metadata check per record). The partition is the one
+    the producer's own ``partitioner`` gives (for a record without a key, a random available
+    one, as ``send`` does). A partition's records must all go this way within a transaction:
+    aiokafka numbers the sequences of batches wrongly when ``send`` and ``send_batch`` are mixed
+    on one partition (the broker refuses them as out of order).
+
+    The broker refuses a whole batch when one of its records is refused (too large for the
+    topic, no key on a compacted topic), and the batches after it in that partition as out of
+    order; aiokafka commits the transaction without them, as it did when each record was sent
+    alone. A record of ``ALONE_BYTES`` or more (a dead letter of a large input) goes in a batch of
+    its own, as it did with ``send`` (its 16 KiB batches held it alone), so that the records
+    before it in its partition are not refused with it.
+    """
+    cluster = producer.client.cluster
+    partitions: dict[str, tuple[list[int], list[int]]] = {}
+    open_batches: dict[tuple[str, int], Any] = {}
+
+    async def hand_over(topic: str, partition: int) -> None:
+        builder = open_batches.pop((topic, partition))
+        builder.close()
+        await producer.send_batch(builder, topic, partition=partition)
+
+    for record in records:
+        known = partitions.get(record.topic)
+        if known is None:
+            every = sorted(await producer.partitions_for(record.topic))
+            available = list(cluster.available_partitions_for_topic(record.topic))
+            known = partitions[record.topic] = (every, available)
+        partition = partitioner(record.key, *known)
+        where = (record.topic, partition)
+        alone = len(record.key or b"") + len(record.value or b"") >= ALONE_BYTES
+        if alone and where in open_batches:
+            await hand_over(*where)
+        builder = open_batches.get(where)
+        if builder is None:
+            builder = open_batches[where] = producer.create_batch()
+        headers = list(record.headers)
+        if builder.append(key=record.key, value=record.value, timestamp=None, headers=headers) is None:
+            await hand_over(*where)
+            builder = open_batches[where] = producer.create_batch()
+            builder.append(key=record.key, value=record.value, timestamp=None, headers=headers)
+        if alone:
+            await hand_over(*where)
+    for where in list(open_batches):
+        await hand_over(*where)
 
 
 class KeyPartitioner:
