@@ -595,7 +595,7 @@ def process_speed(
                     "-f",
                     "raw",
                     "-r",
-                    "50",
+                    "200",
                     "--pid",
                     str(process.pid),
                 ],
