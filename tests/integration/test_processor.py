@@ -30,8 +30,9 @@ Written = dict[tuple[str, int], list[tuple[bytes | None, bytes | None, list[tupl
 """(topic, partition) -> its records (key, value, headers), in order."""
 
 
-async def _written(kafka: KafkaSettings, records: list[OutRecord], batched: bool) -> Written:
-    """Write ``records`` in one transaction; every partition's committed records, in order."""
+async def _written(kafka: KafkaSettings, records: list[OutRecord]) -> Written:
+    """Write ``records`` with send_in_batches in one transaction; every partition's committed
+    records, in order."""
     await ensure_topics(kafka, [TRACKS, ALERTS])
     topics = sorted({r.topic for r in records})
     await topic_partitions(kafka, topics)
@@ -46,11 +47,7 @@ async def _written(kafka: KafkaSettings, records: list[OutRecord], batched: bool
     await producer.start()
     try:
         async with producer.transaction():
-            if batched:
-                await send_in_batches(producer, records, partitioner)
-            else:
-                for r in records:
-                    await producer.send(r.topic, value=r.value, key=r.key, headers=list(r.headers))
+            await send_in_batches(producer, records, partitioner)
     finally:
         await producer.stop()
     consumer = AIOKafkaConsumer(isolation_level="read_committed", **kafka.client_options())
@@ -73,41 +70,29 @@ async def _written(kafka: KafkaSettings, records: list[OutRecord], batched: bool
 
 
 async def test_batches_write_what_one_send_after_another_writes(make_kafka: KafkaFactory) -> None:
-    """send_in_batches puts every keyed record where send would, in the same order per partition."""
-    plain = make_kafka()
-    one_by_one = await _written(plain, _records(plain), batched=False)
+    """send_in_batches puts every keyed record where the default partitioner puts it, in order
+    within each partition, and every record without a key somewhere."""
     kafka = make_kafka()
     records = _records(kafka)
-    batched = await _written(kafka, records, batched=True)
-    assert sum(map(len, batched.values())) == len(records)
-
-    def keyed(found: Written) -> Written:
-        return {
-            (topic.split(".", 1)[1], partition): [m for m in messages if m[0] is not None]
-            for (topic, partition), messages in found.items()
-        }
-
-    assert keyed(batched) == keyed(one_by_one)
-    for (_, partition), messages in batched.items():
-        for key, _, _ in messages:
-            if key is not None:
-                assert partition == partition_of(key, kafka.partitions)
-    unkeyed = sorted(v for messages in batched.values() for k, v, _ in messages if k is None)
+    written = await _written(kafka, records)
+    expected: Written = {}
+    for r in records:
+        if r.key is not None:
+            where = (r.topic, partition_of(r.key, kafka.partitions))
+            expected.setdefault(where, []).append((r.key, r.value, list(r.headers)))
+    keyed = {where: [m for m in messages if m[0] is not None] for where, messages in written.items()}
+    assert {where: messages for where, messages in keyed.items() if messages} == expected
+    unkeyed = sorted(v for messages in written.values() for k, v, _ in messages if k is None)
     assert unkeyed == sorted(r.value for r in records if r.key is None)
 
 
-async def test_a_record_the_broker_refuses_loses_what_one_send_after_another_loses(
-    make_kafka: KafkaFactory,
-) -> None:
-    """A record too large for its topic is refused with the same records as with one send after
-    another: itself and, as its partition's sequence is broken, what follows it there."""
-    written = []
-    for batched in (False, True):
-        kafka = make_kafka(partitions=1)
-        tracks = kafka.topics(TRACKS)
-        records = [OutRecord(tracks, f"key-{n}".encode(), f"#{n}".encode()) for n in range(20)]
-        records.insert(10, OutRecord(tracks, b"huge", b"x" * 1_100_000))
-        found = await _written(kafka, records, batched=batched)
-        written.append([value for _, value, _ in found.get((tracks, 0), [])])
-    assert written[1] == written[0]
-    assert written[1][:10] == [f"#{n}".encode() for n in range(10)]
+async def test_a_large_record_the_broker_refuses_takes_no_record_before_it(make_kafka: KafkaFactory) -> None:
+    """A record too large for its topic goes alone: the records before it in its partition stay."""
+    kafka = make_kafka(partitions=1)
+    tracks = kafka.topics(TRACKS)
+    records = [OutRecord(tracks, f"key-{n}".encode(), f"#{n}".encode()) for n in range(20)]
+    records.insert(10, OutRecord(tracks, b"huge", b"x" * 1_100_000))
+    found = await _written(kafka, records)
+    values = [value for _, value, _ in found.get((tracks, 0), [])]
+    assert values[:10] == [f"#{n}".encode() for n in range(10)]
+    assert all(len(value or b"") < 100 for value in values)
