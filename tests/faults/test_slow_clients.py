@@ -14,10 +14,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from schemas.tracks import Track
 from tests.integration.alerts_fixtures import AlertsFactory, Producer, StreamClient
 from tests.integration.conftest import KafkaFactory, wait_until
-from tests.unit.alerts.builders import DEMO, fresh_crossing, make_track, utc_now
+from tests.unit.alerts.builders import fresh_crossing, live_track
 
 pytestmark = pytest.mark.kafka
 
@@ -28,17 +27,7 @@ MAX_CHUNKS = 20
 """Far more than the stuck client's socket buffers (a few MB) and its backlog can hold."""
 
 
-def track(number: int) -> Track:
-    moment = utc_now()
-    return make_track(
-        DEMO,
-        "CO",
-        "co-ve-cucuta",
-        track_id=f"co-ve-cucuta.T{number:06d}",
-        time=moment,
-        last_update=moment,
-        first_seen=moment,
-    )
+track = live_track
 
 
 class SlowClient:

@@ -16,20 +16,16 @@ from websockets.exceptions import ConnectionClosed
 
 from schemas.alerts import Severity
 from schemas.api import TRACK_MOVED_FIELDS, apply_alert_changes
-from schemas.tracks import Track, TrackStatus
+from schemas.tracks import TrackStatus
 from services.alerts.hub import AsgiWriter, DirectWriter
 from tests.integration.alerts_fixtures import AlertsFactory, Producer, StreamClient, start_alerts
 from tests.integration.conftest import KafkaFactory, wait_until
-from tests.unit.alerts.builders import DEMO, fresh_crossing, make_track, utc_now
+from tests.unit.alerts.builders import fresh_crossing, live_track, utc_now
 
 __all__ = ["start_alerts"]
 
 
-def track(number: int, **changes: Any) -> Track:
-    moment = utc_now()
-    data: dict[str, Any] = {"time": moment, "last_update": moment, "first_seen": moment}
-    data.update(changes)
-    return make_track(DEMO, "CO", "co-ve-cucuta", track_id=f"co-ve-cucuta.T{number:06d}", **data)
+track = live_track
 
 
 @pytest.mark.parametrize("ws", [None, "websockets-sansio"], ids=["lindero-frames", "plain-asgi"])

@@ -190,6 +190,14 @@ def make_track(config: LinderoConfig, country: str, region: str, **changes: Any)
     return Track.model_validate(data)
 
 
+def live_track(number: int, **changes: Any) -> Track:
+    """Track number ``number`` of co-ve-cucuta (a Colombian sensor's), updated just now."""
+    moment = utc_now()
+    data: dict[str, Any] = {"time": moment, "last_update": moment, "first_seen": moment}
+    data.update(changes)
+    return make_track(DEMO, "CO", "co-ve-cucuta", track_id=f"co-ve-cucuta.T{number:06d}", **data)
+
+
 def centre_viewer(config: LinderoConfig, centre: str, role: str = "operator", sub: str = "op-1") -> Viewer:
     return Viewer.from_claims({"sub": sub, "role": role, "centre": centre}, config)
 

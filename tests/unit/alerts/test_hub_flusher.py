@@ -20,7 +20,7 @@ from services.alerts.store import Change, Kind, Store
 from services.alerts.wsprotocol import frame_header
 from services.core.kafka import KafkaSettings
 from tests.integration.conftest import wait_until
-from tests.unit.alerts.builders import DEMO, centre_viewer, make_track, utc_now
+from tests.unit.alerts.builders import DEMO, centre_viewer, live_track
 
 GAP_S = 0.2
 
@@ -80,15 +80,7 @@ class Bench:
         return client, writer
 
     def track(self, number: int) -> None:
-        moment = utc_now()
-        track = make_track(
-            DEMO,
-            "CO",
-            "co-ve-cucuta",
-            track_id=f"co-ve-cucuta.T{number:06d}",
-            time=moment,
-            last_update=moment,
-        )
+        track = live_track(number)
         self.store.tracks[track.track_id] = track
         self.store.cursor["tracks/0"] = self.offset + 1
         self.hub.on_change(Change(Kind.TRACK, track.track_id, track, "tracks/0", self.offset))
