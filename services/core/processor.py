@@ -12,8 +12,16 @@ The order of a commit, every ``commit_interval_s`` when something changed:
 1. the task turns what it consumed into output records (pure work),
 2. one transaction: the output records, the task's state records (a snapshot or changelog),
    and the input offset the task names (``send_offsets_to_transaction``),
-3. on any Kafka error: abort, then roll back: the task reloads its last committed state and the
-   consumer rewinds to the last committed offset.
+3. before committing, wait until the broker has taken every record batch. A batch it refused is
+   never committed without: the transaction is aborted and written again on a fresh producer
+   (aiokafka's sequence numbers stay past a refused batch, so every later batch of that partition
+   would be refused as out of order). A refused batch of several records is written again one
+   record a batch; a record the broker refuses alone (too large for its topic, invalid) is *set
+   aside*: replaced by what the service's ``set_aside`` makes of it (a dead letter) or dropped,
+   and logged and counted either way, so one bad record never stalls the partition,
+4. on any other Kafka error: abort, then roll back: the task reloads its last committed state and
+   the consumer rewinds to the last committed offset; the producer is replaced before the next
+   transaction.
 
 New partitions stay paused until their task has restored its state, so no record is ever
 fetched for a partition nobody can process yet; revoked partitions commit what they have first.
@@ -29,13 +37,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import (
+    CorruptRecordException,
+    KafkaError,
+    MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnknownError,
+)
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka.structs import ConsumerRecord
 
@@ -124,6 +141,10 @@ class ProcessorHooks:
     committed: Callable[[PartitionTask, float, int], None] | None = None
     """(task, seconds the transaction took, bytes of state written)"""
     aborted: Callable[[PartitionTask, Exception], None] | None = None
+    refused: Callable[[PartitionTask, OutRecord, Exception], None] | None = None
+    """(task, a record the broker refused alone, why): it was set aside"""
+    set_aside: Callable[[OutRecord, Exception], OutRecord | None] | None = None
+    """What to write instead of a refused record (a dead letter), or None: nothing."""
 
 
 class Processor:
@@ -160,6 +181,9 @@ class Processor:
         self.owner: dict[TopicPartition, PartitionTask] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.producers: dict[Any, AIOKafkaProducer] = {}
+        self.transactional_ids: dict[Any, str] = {}
+        self.stale: set[Any] = set()
+        """Task keys whose producer must be replaced before their next transaction."""
         self.commit_locks: dict[Any, asyncio.Lock] = {}
         """One per task key: the rebalance listener (the consumer's coordinator task) and the run
         loop never use a task's producer at the same time (one transaction at a time)."""
@@ -253,14 +277,8 @@ class Processor:
     async def _open(self, key: Any, tps: list[TopicPartition]) -> None:
         first = tps[0]
         name = f"p{first.partition}" if self.copartitioned else f"{first.topic}.{first.partition}"
-        producer = AIOKafkaProducer(
-            client_id=f"{self.kafka.client_id}-{self.name}",
-            transactional_id=f"{self.group_id}.{name}",
-            max_request_size=32 * 1024 * 1024,
-            max_batch_size=BATCH_BYTES,
-            partitioner=self.partitioner,
-            **self.kafka.client_options(),
-        )
+        self.transactional_ids[key] = f"{self.group_id}.{name}"
+        producer = self._producer(key)
         await producer.start()  # init_transactions: fences any zombie with this transactional id
         task = self.factory(tps)
         try:
@@ -269,6 +287,7 @@ class Processor:
             await producer.stop()
             raise
         self.producers[key] = producer
+        self.stale.discard(key)
         self.tasks[key] = task
         for tp in tps:
             self.owner[tp] = task
@@ -285,7 +304,7 @@ class Processor:
                 for tp in task.tps:
                     self.owner.pop(tp, None)
                 try:
-                    await self._commit(task, producer, final=True)
+                    producer = await self._commit(key, task, producer, final=True)
                 except KafkaError as exc:
                     log.warning("final commit of %s failed: %s", key, exc)
                 finally:
@@ -320,49 +339,208 @@ class Processor:
         async with self._commit_lock(key):
             producer = self.producers.get(key)
             if producer is not None and self.tasks.get(key) is task:  # not released meanwhile
-                await self._commit(task, producer)
+                producer = await self._commit(key, task, producer)
+                if self.tasks.get(key) is task:  # not fenced meanwhile
+                    self.producers[key] = producer
 
-    async def _commit(self, task: PartitionTask, producer: AIOKafkaProducer, final: bool = False) -> None:
+    def _producer(self, key: Any) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            client_id=f"{self.kafka.client_id}-{self.name}",
+            transactional_id=self.transactional_ids[key],
+            max_request_size=32 * 1024 * 1024,
+            max_batch_size=BATCH_BYTES,
+            partitioner=self.partitioner,
+            **self.kafka.client_options(),
+        )
+
+    async def _renew(self, key: Any, old: AIOKafkaProducer) -> AIOKafkaProducer | None:
+        """A new producer for the same transactional id: a new epoch, sequence numbers from 0
+        (aiokafka never rewinds them after a refused batch). None if the broker is not reachable."""
+        with contextlib.suppress(KafkaError):
+            await old.stop()
+        producer = self._producer(key)
+        try:
+            await producer.start()
+        except KafkaError as exc:
+            log.error("cannot renew the producer of %s: %s; trying again at the next commit", key, exc)
+            with contextlib.suppress(KafkaError):
+                await producer.stop()
+            self.stale.add(key)
+            return None
+        self.stale.discard(key)
+        return producer
+
+    async def _commit(
+        self, key: Any, task: PartitionTask, producer: AIOKafkaProducer, final: bool = False
+    ) -> AIOKafkaProducer:
+        """Write what the task has now in one transaction; returns the producer to use from now on
+        (a new one after a refused batch or a failure)."""
         task.last_commit = time.monotonic()
+        if key in self.stale:
+            renewed = await self._renew(key, producer)
+            if renewed is None:
+                return producer
+            producer = renewed
         lag = self.lag(task)
         caught_up = lag is None or lag <= self.idle_lag
         batch = task.step(caught_up and not final, time.time(), final)
         offsets = task.commit_offsets()
         moved = any(task.committed.get(tp) != offset for tp, offset in offsets.items())
         if not batch.records and not moved and not final:
-            return
+            return producer
         started = time.perf_counter()
-        state_bytes = sum(len(r.value or b"") for r in batch.state)
-        try:
-            async with producer.transaction():
-                await send_in_batches(producer, batch.records, self.partitioner)
-                for record in batch.state:
-                    await producer.send(
-                        record.topic, value=record.value, key=record.key, headers=list(record.headers)
-                    )
-                if offsets:
-                    await producer.send_offsets_to_transaction(offsets, self.group_id)
-        except ProducerFenced:
-            log.warning("fenced: another instance owns %s/%s now", task.tp.topic, task.tp.partition)
-            key = self._key(task.tp)
-            self.tasks.pop(key, None)
-            self.producers.pop(key, None)
-            for tp in task.tps:
-                self.owner.pop(tp, None)
-            return
-        except KafkaError as exc:
-            log.error(
-                "transaction for %s/%s failed (%s); rolling back", task.tp.topic, task.tp.partition, exc
-            )
-            if self.hooks.aborted is not None:
-                self.hooks.aborted(task, exc)
-            await self._load(task)
-            return
+        records = [*batch.records, *batch.state]
+        state_ids = {id(r) for r in batch.state}
+        alone: set[int] = set()
+        replacements: set[int] = set()
+        for _attempt in range(MAX_ATTEMPTS):
+            try:
+                refused = await self._transaction(producer, records, offsets, alone)
+            except ProducerFenced:
+                log.warning("fenced: another instance owns %s/%s now", task.tp.topic, task.tp.partition)
+                self.tasks.pop(key, None)
+                self.producers.pop(key, None)
+                for tp in task.tps:
+                    self.owner.pop(tp, None)
+                return producer
+            except KafkaError as exc:
+                return await self._roll_back(key, task, producer, exc)
+            if not refused:
+                break
+            renewed = await self._renew(key, producer)
+            if renewed is None:
+                return await self._roll_back(key, task, producer, refused[0][1])
+            producer = renewed
+            records = self._set_aside(task, records, refused, alone, replacements)
+        else:
+            error = KafkaError(f"batches still refused after {MAX_ATTEMPTS} transactions")
+            return await self._roll_back(key, task, producer, error)
         task.committed.update(offsets)
         for callback in batch.after_commit:
             callback()
         if self.hooks.committed is not None:
+            state_bytes = sum(len(r.value or b"") for r in records if id(r) in state_ids)
             self.hooks.committed(task, time.perf_counter() - started, state_bytes)
+        return producer
+
+    async def _transaction(
+        self,
+        producer: AIOKafkaProducer,
+        records: Sequence[OutRecord],
+        offsets: dict[TopicPartition, int],
+        alone: set[int],
+    ) -> list[tuple[list[OutRecord], KafkaError]]:
+        """One transaction of ``records`` and ``offsets``: committed when the broker took every
+        batch, else aborted, returning the refused batches (their records, and why)."""
+        try:
+            async with producer.transaction():
+                sent = await send_in_batches(producer, records, self.partitioner, alone)
+                if offsets:  # while the batches are on their way
+                    await producer.send_offsets_to_transaction(offsets, self.group_id)
+                refused = await refusals(sent)
+                if refused:
+                    raise _Refused(refused)  # leaving the block with an error aborts
+        except _Refused as refusal:
+            return refusal.batches
+        return []
+
+    def _set_aside(
+        self,
+        task: PartitionTask,
+        records: list[OutRecord],
+        refused: list[tuple[list[OutRecord], KafkaError]],
+        alone: set[int],
+        replacements: set[int],
+    ) -> list[OutRecord]:
+        """The records to write in the next try: each record of a refused batch of several goes
+        in a batch of its own, and a record refused alone is replaced (or dropped).
+
+        Records are told apart by identity (``id``): equal records may be written twice."""
+        instead: dict[int, OutRecord | None] = {}
+        for batch, error in refused:
+            if isinstance(error, OutOfOrderSequenceNumber):
+                continue  # refused for one refused before it: goes again as it was
+            if len(batch) > 1:
+                log.warning(
+                    "the broker refused a batch of %d records (%s); writing them one by one",
+                    len(batch),
+                    error,
+                )
+                alone.update(id(r) for r in batch)
+                continue
+            record = batch[0]
+            size = len(record.key or b"") + len(record.value or b"")
+            log.error(
+                "the broker refused a record for %s (%d bytes, key %r): %s; set aside",
+                record.topic,
+                size,
+                (record.key or b"")[:100],
+                error,
+            )
+            replacement = None
+            if id(record) not in replacements and self.hooks.set_aside is not None:
+                replacement = self.hooks.set_aside(record, error)
+            if replacement is not None:
+                replacements.add(id(replacement))
+            instead[id(record)] = replacement
+            if self.hooks.refused is not None:
+                self.hooks.refused(task, record, error)
+        kept: list[OutRecord] = []
+        for record in records:
+            if id(record) not in instead:
+                kept.append(record)
+            elif (replacement := instead[id(record)]) is not None:
+                kept.append(replacement)
+        return kept
+
+    async def _roll_back(
+        self, key: Any, task: PartitionTask, producer: AIOKafkaProducer, error: BaseException
+    ) -> AIOKafkaProducer:
+        """After a failed transaction: reload the last committed state and input offsets; the
+        producer is replaced before the next one."""
+        log.error("transaction for %s/%s failed (%s); rolling back", task.tp.topic, task.tp.partition, error)
+        if self.hooks.aborted is not None and isinstance(error, Exception):
+            self.hooks.aborted(task, error)
+        self.stale.add(key)
+        await self._load(task)
+        return producer
+
+
+class _Refused(Exception):
+    def __init__(self, batches: list[tuple[list[OutRecord], KafkaError]]) -> None:
+        super().__init__(f"{len(batches)} record batches refused")
+        self.batches = batches
+
+
+MAX_ATTEMPTS = 8
+"""Transactions of one commit after refused batches (each try isolates or sets aside more)."""
+RECORD_REFUSED = (
+    CorruptRecordException,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    OutOfOrderSequenceNumber,
+    UnknownError,
+)
+"""Produce errors that refuse the records of a batch rather than the transaction (an unknown
+broker error, such as INVALID_RECORD for a record without a key on a compacted topic, counts too)."""
+
+
+async def refusals(
+    sent: Sequence[tuple[list[OutRecord], asyncio.Future[Any]]],
+) -> list[tuple[list[OutRecord], KafkaError]]:
+    """Wait for every batch's delivery: the refused ones with their error. An error that is not
+    about the records (authorisation, a fenced producer) is raised."""
+    outcomes = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
+    refused = []
+    for (records, _), outcome in zip(sent, outcomes, strict=True):
+        if not isinstance(outcome, BaseException):
+            continue
+        if isinstance(outcome, RECORD_REFUSED):
+            refused.append((records, outcome))
+        else:
+            raise outcome
+    return refused
 
 
 async def read_latest(
@@ -408,10 +586,13 @@ ALONE_BYTES = 64 * 1024
 
 
 async def send_in_batches(
-    producer: AIOKafkaProducer, records: Sequence[OutRecord], partitioner: KeyPartitioner
-) -> None:
+    producer: AIOKafkaProducer,
+    records: Sequence[OutRecord],
+    partitioner: KeyPartitioner,
+    alone: Container[int] = (),
+) -> list[tuple[list[OutRecord], asyncio.Future[Any]]]:
     """Hand ``records`` to the producer (inside its transaction) as record batches, one open
-    batch per partition.
+    batch per partition; returns each batch's records and its delivery.
 
     The same records land in the same partitions and, within each partition, in the same order
     as with one ``send`` after another, at a fraction of the cost (aiokafka's ``send`` is ~20 us
@@ -423,19 +604,19 @@ async def send_in_batches(
 
     The broker refuses a whole batch when one of its records is refused (too large for the
     topic, no key on a compacted topic), and the batches after it in that partition as out of
-    order; aiokafka commits the transaction without them, as it did when each record was sent
-    alone. A record of ``ALONE_BYTES`` or more (a dead letter of a large input) goes in a batch of
-    its own, as it did with ``send`` (its 16 KiB batches held it alone), so that the records
-    before it in its partition are not refused with it.
+    order; the caller must not commit then (see :meth:`Processor._commit`). A record of
+    ``ALONE_BYTES`` or more, and every record whose ``id`` is in ``alone``, goes in a batch of its
+    own, so that a refusal names it alone.
     """
     cluster = producer.client.cluster
     partitions: dict[str, tuple[list[int], list[int]]] = {}
-    open_batches: dict[tuple[str, int], Any] = {}
+    open_batches: dict[tuple[str, int], tuple[Any, list[OutRecord]]] = {}
+    sent: list[tuple[list[OutRecord], asyncio.Future[Any]]] = []
 
     async def hand_over(topic: str, partition: int) -> None:
-        builder = open_batches.pop((topic, partition))
+        builder, inside = open_batches.pop((topic, partition))
         builder.close()
-        await producer.send_batch(builder, topic, partition=partition)
+        sent.append((inside, await producer.send_batch(builder, topic, partition=partition)))
 
     for record in records:
         known = partitions.get(record.topic)
@@ -445,21 +626,23 @@ async def send_in_batches(
             known = partitions[record.topic] = (every, available)
         partition = partitioner(record.key, *known)
         where = (record.topic, partition)
-        alone = len(record.key or b"") + len(record.value or b"") >= ALONE_BYTES
-        if alone and where in open_batches:
+        single = id(record) in alone or len(record.key or b"") + len(record.value or b"") >= ALONE_BYTES
+        if single and where in open_batches:
             await hand_over(*where)
-        builder = open_batches.get(where)
-        if builder is None:
-            builder = open_batches[where] = producer.create_batch()
+        entry = open_batches.get(where)
+        if entry is None:
+            entry = open_batches[where] = (producer.create_batch(), [])
         headers = list(record.headers)
-        if builder.append(key=record.key, value=record.value, timestamp=None, headers=headers) is None:
+        if entry[0].append(key=record.key, value=record.value, timestamp=None, headers=headers) is None:
             await hand_over(*where)
-            builder = open_batches[where] = producer.create_batch()
-            builder.append(key=record.key, value=record.value, timestamp=None, headers=headers)
-        if alone:
+            entry = open_batches[where] = (producer.create_batch(), [])
+            entry[0].append(key=record.key, value=record.value, timestamp=None, headers=headers)
+        entry[1].append(record)
+        if single:
             await hand_over(*where)
     for where in list(open_batches):
         await hand_over(*where)
+    return sent
 
 
 class KeyPartitioner:

@@ -61,6 +61,8 @@ from services.correlator.settings import CorrelatorSettings
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+REFUSED_VALUE_BYTES = 256 * 1024
+"""A refused output's value goes into its dead letter up to this size."""
 
 
 class CorrelatorError(Exception):
@@ -283,7 +285,9 @@ class Correlator:
             commit_interval_s=settings.commit_interval_s,
             max_batch=settings.max_batch,
             idle_lag=settings.idle_lag,
-            hooks=ProcessorHooks(committed=self._committed, aborted=lambda *_: metrics.aborts.inc()),
+            hooks=ProcessorHooks(
+                committed=self._committed, aborted=lambda *_: metrics.aborts.inc(), set_aside=self._set_aside
+            ),
             before_start=self._prepare,
         )
 
@@ -351,6 +355,19 @@ class Correlator:
         for kind, lag in lags.items():
             self.metrics.lag.labels(self.names(SENSOR_EVENTS if kind == "events" else SENSOR_STATUS)).set(lag)
         self.metrics.partitions.set(len(self.processor.tasks))
+
+    def _set_aside(self, record: OutRecord, error: Exception) -> OutRecord:
+        """A dead letter for an output record the broker refused (the value only if it is small
+        enough to go: a refusal for size keeps the key and the reason)."""
+        self.metrics.dead_letters.labels("refused-output").inc()
+        size = len(record.value or b"")
+        headers = (
+            ("lindero-error", f"refused-output: {size} bytes for {record.topic}: {error!r}".encode()[:2000]),
+            ("lindero-source", f"output/{record.topic}".encode()),
+            *record.headers,
+        )
+        value = record.value if size <= REFUSED_VALUE_BYTES else None
+        return OutRecord(self.names(SENSOR_DEAD_LETTERS), record.key, value, headers)
 
     def _committed(self, task: PartitionTask, seconds: float, state_bytes: int) -> None:
         self.metrics.commit_seconds.observe(seconds)

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
-from schemas.topics import ALERTS, TRACKS
+from schemas.topics import ALERTS, CORRELATOR_STATE, SENSOR_EVENTS, TRACKS, Topic
 from services.core.kafka import KafkaSettings, ensure_topics, topic_partitions
-from services.core.processor import KeyPartitioner, OutRecord, partition_of, send_in_batches
-from tests.integration.conftest import KafkaFactory
+from services.core.processor import (
+    Batch,
+    KeyPartitioner,
+    OutRecord,
+    PartitionTask,
+    Processor,
+    ProcessorHooks,
+    partition_of,
+    refusals,
+    send_in_batches,
+)
+from tests.integration.conftest import KafkaFactory, wait_until
 
 
 def _records(kafka: KafkaSettings) -> list[OutRecord]:
@@ -31,8 +46,8 @@ Written = dict[tuple[str, int], list[tuple[bytes | None, bytes | None, list[tupl
 
 
 async def _written(kafka: KafkaSettings, records: list[OutRecord]) -> Written:
-    """Write ``records`` with send_in_batches in one transaction; every partition's committed
-    records, in order."""
+    """Write ``records`` with send_in_batches in one transaction (every batch taken); every
+    partition's committed records, in order."""
     await ensure_topics(kafka, [TRACKS, ALERTS])
     topics = sorted({r.topic for r in records})
     await topic_partitions(kafka, topics)
@@ -47,26 +62,45 @@ async def _written(kafka: KafkaSettings, records: list[OutRecord]) -> Written:
     await producer.start()
     try:
         async with producer.transaction():
-            await send_in_batches(producer, records, partitioner)
+            assert await refusals(await send_in_batches(producer, records, partitioner)) == []
     finally:
         await producer.stop()
+    return await _read(kafka, topics)
+
+
+async def _read(kafka: KafkaSettings, topics: list[str]) -> Written:
+    """Every partition's committed records, in order.
+
+    A transaction's commit markers reach its partitions just after the commit returns: until
+    then a read-committed consumer stops short. So this reads until each partition's position is
+    past its high watermark (every record written, markers included), for up to 30 s."""
+    tps = [TopicPartition(t, p) for t in topics for p in range(kafka.partitions)]
     consumer = AIOKafkaConsumer(isolation_level="read_committed", **kafka.client_options())
     await consumer.start()
     found: Written = {}
     try:
-        tps = [TopicPartition(t, p) for t in topics for p in range(kafka.partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + 30
+        ends = await _high_watermarks(kafka, tps)
         for tp in tps:
-            while await consumer.position(tp) < ends[tp]:
-                for message in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+            while await consumer.position(tp) < ends[tp] and time.monotonic() < deadline:
+                for message in (await consumer.getmany(tp, timeout_ms=200)).get(tp, []):
                     found.setdefault((tp.topic, tp.partition), []).append(
                         (message.key, message.value, list(message.headers))
                     )
     finally:
         await consumer.stop()
     return found
+
+
+async def _high_watermarks(kafka: KafkaSettings, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(isolation_level="read_uncommitted", **kafka.client_options())
+    await consumer.start()
+    try:
+        return dict(await consumer.end_offsets(tps))
+    finally:
+        await consumer.stop()
 
 
 async def test_batches_write_what_one_send_after_another_writes(make_kafka: KafkaFactory) -> None:
@@ -86,13 +120,116 @@ async def test_batches_write_what_one_send_after_another_writes(make_kafka: Kafk
     assert unkeyed == sorted(r.value for r in records if r.key is None)
 
 
-async def test_a_large_record_the_broker_refuses_takes_no_record_before_it(make_kafka: KafkaFactory) -> None:
-    """A record too large for its topic goes alone: the records before it in its partition stay."""
+class Echo(PartitionTask):
+    """Writes every input record again to ``out`` (an input ``huge:*`` as a record too large for
+    it), with a small state record per commit."""
+
+    def __init__(self, tps: list[TopicPartition], out: str, state: str) -> None:
+        super().__init__(tps)
+        self.out = out
+        self.state = state
+        self.pending: list[OutRecord] = []
+
+    def consume(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        for r in records:
+            value = r.value or b""
+            self.pending.append(
+                OutRecord(self.out, r.key, b"x" * 1_100_000 if value.startswith(b"huge") else value)
+            )
+
+    def step(self, caught_up: bool, wall_s: float, final: bool) -> Batch:
+        records, self.pending = self.pending, []
+        return Batch(records=records, state=[OutRecord(self.state, b"p0", str(self.position).encode())])
+
+
+async def _echo(
+    kafka: KafkaSettings, waves: list[list[bytes]], out: Topic, **hooks: Any
+) -> tuple[list[bytes], list[bytes]]:
+    """Run a Processor of Echo tasks over ``waves`` of input values (each wave produced once the
+    one before is committed): the committed output values and state values,
+    in order."""
+    names = kafka.topics
+    await ensure_topics(kafka, [SENSOR_EVENTS, CORRELATOR_STATE, out])
+    source, target, state = names(SENSOR_EVENTS), names(out), names(CORRELATOR_STATE)
+    processor = Processor(
+        kafka,
+        f"echo-{uuid.uuid4().hex[:6]}",
+        [source],
+        lambda tps: Echo(tps, target, state),
+        name="echo",
+        commit_interval_s=0.05,
+        hooks=ProcessorHooks(**hooks),
+    )
+    producer = AIOKafkaProducer(**kafka.client_options())
+    await producer.start()
+    await processor.start()
+    stop = asyncio.Event()
+    running = asyncio.create_task(processor.run(stop))
+    tp = TopicPartition(source, 0)
+    sent = 0
+    try:
+        for wave in waves:
+            for n, value in enumerate(wave):
+                await producer.send_and_wait(source, value, key=f"k{n}".encode())
+            sent += len(wave)
+
+            async def committed(total: int = sent) -> bool:
+                task = processor.owner.get(tp)
+                return task is not None and task.committed.get(tp) == total
+
+            await wait_until(committed, 60, f"the processor to commit {sent} records")
+    finally:
+        stop.set()
+        await running
+        await processor.stop()
+        await producer.stop()
+    found = await _read(kafka, [target, state])
+    return (
+        [value or b"" for _, value, _ in found.get((target, 0), [])],
+        [value or b"" for _, value, _ in found.get((state, 0), [])],
+    )
+
+
+async def test_a_refused_record_is_set_aside_and_no_other_record_is_lost(make_kafka: KafkaFactory) -> None:
+    """A record the broker refuses (too large for its topic) is replaced by what ``set_aside``
+    makes of it; every record after it in its partition, in this transaction and the next ones,
+    is committed in order (before, aiokafka committed without them: out of order)."""
     kafka = make_kafka(partitions=1)
-    tracks = kafka.topics(TRACKS)
-    records = [OutRecord(tracks, f"key-{n}".encode(), f"#{n}".encode()) for n in range(20)]
-    records.insert(10, OutRecord(tracks, b"huge", b"x" * 1_100_000))
-    found = await _written(kafka, records)
-    values = [value for _, value, _ in found.get((tracks, 0), [])]
-    assert values[:10] == [f"#{n}".encode() for n in range(10)]
-    assert all(len(value or b"") < 100 for value in values)
+    waves = [
+        [b"#0", b"#1", b"huge-a", b"#3", b"#4"],
+        [b"#5", b"#6", b"#7"],
+        [b"huge-b", b"#9"],
+    ]
+    refused: list[tuple[bytes | None, str]] = []
+    values, states = await _echo(
+        kafka,
+        waves,
+        TRACKS,
+        set_aside=lambda record, error: OutRecord(record.topic, record.key, b"set aside"),
+        refused=lambda task, record, error: refused.append((record.key, type(error).__name__)),
+    )
+    assert values == [b"#0", b"#1", b"set aside", b"#3", b"#4", b"#5", b"#6", b"#7", b"set aside", b"#9"]
+    assert refused == [(b"k2", "MessageSizeTooLargeError"), (b"k0", "MessageSizeTooLargeError")]
+    assert states[-1] == b"10"  # the state of the last commit, which covered every input
+
+
+async def test_a_refused_batch_is_written_again_one_record_a_batch(make_kafka: KafkaFactory) -> None:
+    """A batch larger than its topic allows, of records that fit alone, is written again record
+    by record: nothing set aside, nothing lost, nothing twice."""
+    kafka = make_kafka(partitions=1)
+    small = Topic(
+        name="small-batches",
+        model=None,
+        key="any",
+        cleanup="delete",
+        retention_ms=None,
+        doc="a topic that takes at most ~3 kB a batch",
+        configs=(("max.message.bytes", "3000"),),
+    )
+    wave = [f"#{n}:".encode() + b"x" * 900 for n in range(12)]
+    refused: list[bytes | None] = []
+    values, _ = await _echo(
+        kafka, [wave], small, refused=lambda task, record, error: refused.append(record.key)
+    )
+    assert values == wave
+    assert refused == []
