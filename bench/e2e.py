@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -112,9 +113,11 @@ async def measure(
     window = Window(groups)
     load_start = load_average()
     before = scrape(stack.url("correlator"))
+    raw_before = raw_metrics(stack)
     await asyncio.sleep(max(0.0, until - time.time()))
     cpu = window.close()
     after = scrape(stack.url("correlator"))
+    save_metrics(raw_before, raw_metrics(stack), setting, round(plan.rate, -2))
     load_end = load_average()
     await feeding
     # messages caused by the window's last posts arrive after it: wait for them (not counted in CPU)
@@ -171,6 +174,26 @@ async def measure(
         untimed_track_messages=dashboard.unchanged,
         alerts_by_kind=alerts.by_label(),
     )
+
+
+def raw_metrics(stack: Any) -> dict[str, str]:
+    """Every service's /metrics text (empty when it does not answer)."""
+    found = {}
+    for name in ("ingest", "correlator", "alerts"):
+        try:
+            found[name] = httpx.get(f"{stack.url(name)}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            found[name] = ""
+    return found
+
+
+def save_metrics(before: dict[str, str], after: dict[str, str], setting: Setting, rate: float) -> None:
+    """The services' metrics at the start and the end of the window, in bench/out (for bench/metrics.py-style
+    reading: histograms such as the correlator's commit seconds and state bytes)."""
+    label = f"e2e-metrics-{setting.name.replace(' ', '')}-{rate:g}"
+    for name in before:
+        (OUT / f"{label}-{name}-start.txt").write_text(before[name], "utf-8")
+        (OUT / f"{label}-{name}-end.txt").write_text(after[name], "utf-8")
 
 
 def main() -> int:
