@@ -6,12 +6,30 @@ A :class:`~services.core.processor.Processor` (consumer group ``lindero-correlat
 transactional producer (see :mod:`services.core.processor` for the fencing and the order of a
 commit). Every ``commit_interval_s``, when something changed, one transaction holds: the track
 updates and alerts the partition's regions produced, its records for the dead-letter topic, its
-snapshot (``correlator.state``, compacted, key = input partition) and its input offset.
+state changes (``correlator.state``, compacted, see below) and its input offset.
+
+The state is a changelog, so that a commit's cost follows what changed, not how many tracks
+live (a full snapshot of 2,800 tracks was 2 MB a commit). Keys, for input partition ``<p>``
+(``sensor.events-1``):
+
+- ``<p>``: the header: the partition's own state (sensors' health, status alert books), and per
+  region the engine's cursors, radar beams and tracker counters, and the changelog's
+  ``generation``; written in every transaction;
+- ``<p>/rules/<region>``: the region's rules and alert book, written when they changed (about
+  once a second of event time);
+- ``<p>/track/<region>/<track id>``: one track (filter state, metadata, publishing state),
+  written when it changed; a tombstone when the track ends.
+
+Every record of a changelog carries its generation: a partition starting afresh or from a
+version-1 snapshot (the whole state in one record at ``<p>``, as earlier versions wrote it) starts
+a new one, and records of another generation are stale (deleted at the next commit). A previous
+version reading a header of version 2 finds no regions in it and starts the partition's tracks
+afresh.
 
 The offset committed is the smallest one still waiting in a reorder buffer, so after a crash
-the new owner restores the snapshot, re-reads from that offset, and skips what the snapshot
-already contains (each region remembers up to which event time it has processed). Downstream
-consumers read committed only, so an alert is seen exactly once or not at all.
+the new owner restores the state, re-reads from that offset, and skips what the state already
+contains (each region remembers up to which event time it has processed). Downstream consumers
+read committed only, so an alert is seen exactly once or not at all.
 """
 
 from __future__ import annotations
@@ -19,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,7 +71,7 @@ from services.core.processor import (
 )
 from services.correlator.domain.alertbook import AlertBook
 from services.correlator.domain.detections import from_record
-from services.correlator.domain.engine import Output, RegionEngine
+from services.correlator.domain.engine import EngineChanges, Output, RegionEngine
 from services.correlator.domain.health import SensorHealth
 from services.correlator.domain.region import RegionContext
 from services.correlator.metrics import CorrelatorMetrics
@@ -60,7 +79,8 @@ from services.correlator.settings import CorrelatorSettings
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""1: a full snapshot in one record; 2: a changelog (see the module's docstring)."""
 REFUSED_VALUE_BYTES = 256 * 1024
 """A refused output's value goes into its dead letter up to this size."""
 
@@ -93,14 +113,26 @@ class CorrelatorTask(PartitionTask):
         self.status_time_s = 0.0
         self.findings: list[tuple[str, Any]] = []
         self.dead_letters: list[OutRecord] = []
+        self.generation = uuid.uuid4().hex
+        """The changelog's generation (see the module's docstring)."""
+        self.stale: set[bytes] = set()
+        """Keys of changelog records of another generation, deleted with the next commit."""
 
     # -- state -------------------------------------------------------------------------------
 
-    def export_state(self) -> dict[str, Any]:
+    def track_key(self, region: str, track_id: str) -> bytes:
+        return f"{self.key}/track/{region}/{track_id}".encode()
+
+    def rules_key(self, region: str) -> bytes:
+        return f"{self.key}/rules/{region}".encode()
+
+    def header(self, regions: dict[str, dict[str, Any]]) -> dict[str, Any]:
         return {
             "version": STATE_VERSION,
             "partition": self.key,
-            "regions": {region: engine.export_state() for region, engine in self.engines.items()},
+            "generation": self.generation,
+            "regions": {},  # where version 1 kept the regions' state: a previous version finds none
+            "changelog": regions,
             "health": self.health.state(),
             "books": {
                 region: book.state() for region, book in self.books.items() if book.open or book.episodes
@@ -108,38 +140,97 @@ class CorrelatorTask(PartitionTask):
             "status_time_s": self.status_time_s,
         }
 
+    def changelog(self, changes: dict[str, EngineChanges]) -> list[OutRecord]:
+        """The state records of one commit: header, changed rules and tracks, tombstones."""
+        topic = self.runner.names(CORRELATOR_STATE)
+        generation = self.generation
+        records = [OutRecord(topic, key, None) for key in sorted(self.stale)]
+        for region, change in changes.items():
+            if change.rules is not None:
+                value = {"generation": generation, **change.rules}
+                records.append(OutRecord(topic, self.rules_key(region), orjson.dumps(value)))
+            for track_id, track in change.tracks:
+                value = {"generation": generation, **track}
+                records.append(OutRecord(topic, self.track_key(region, track_id), orjson.dumps(value)))
+            records += [OutRecord(topic, self.track_key(region, t), None) for t in change.removed]
+        header = self.header({region: change.header for region, change in changes.items()})
+        records.append(OutRecord(topic, self.key.encode(), orjson.dumps(header)))
+        return records
+
     async def restore(self, processor: Processor) -> None:
-        """The last committed snapshot of this partition (nothing: a fresh start)."""
+        """The last committed state of this partition (nothing: a fresh start)."""
         runner = self.runner
+        kafka = runner.settings.kafka
         topic = runner.names(CORRELATOR_STATE)
-        partitions = (await topic_partitions(runner.settings.kafka, [topic])).get(topic, [])
+        partitions = (await topic_partitions(kafka, [topic])).get(topic, [])
         state = None
+        records: dict[bytes, bytes] = {}
         if partitions:
             key = self.key.encode()
-            found = await read_latest(runner.settings.kafka, topic, partition_of(key, len(partitions)), {key})
+            found = await read_latest(kafka, topic, partition_of(key, len(partitions)), {key})
             value = found.get(key)
             state = orjson.loads(value) if value else None
-        self.load(state)
+            if state is not None and state.get("version") == STATE_VERSION and state.get("changelog"):
+                # Records are keyed by track: they are spread over every partition of the topic.
+                prefix = key + b"/"
+                for part in await asyncio.gather(*(read_latest(kafka, topic, p) for p in partitions)):
+                    records.update((k, v) for k, v in part.items() if v is not None and k.startswith(prefix))
+        self.load(state, records)
         self.dead_letters = []
         self.findings = []
 
-    def load(self, state: dict[str, Any] | None) -> None:
+    def load(self, state: dict[str, Any] | None, records: dict[bytes, bytes] | None = None) -> None:
+        """Rebuild from a header (or a version-1 snapshot) and the changelog records of this
+        partition (by key)."""
         self.engines = {}
         self.health = SensorHealth(
             self.runner.contexts, self.runner.sensors_on_status_partition(self.tp.partition)
         )
         self.books = {region: AlertBook(ctx) for region, ctx in self.runner.contexts.items()}
+        self.generation = uuid.uuid4().hex
+        self.stale = set()
         if state is None:
             return
-        for region, engine_state in state.get("regions", {}).items():
-            context = self.runner.contexts.get(region)
-            if context is not None:
-                self.engines[region] = RegionEngine.restore(context, engine_state)
+        if state.get("version") == STATE_VERSION:
+            self._load_changelog(state, records or {})
+        else:
+            for region, engine_state in state.get("regions", {}).items():
+                context = self.runner.contexts.get(region)
+                if context is not None:
+                    self.engines[region] = RegionEngine.restore(context, engine_state)
         self.health.restore(state.get("health", {}))
         for region, book_state in state.get("books", {}).items():
             if region in self.books:
                 self.books[region].restore(book_state)
         self.status_time_s = float(state.get("status_time_s", 0.0))
+
+    def _load_changelog(self, state: dict[str, Any], records: dict[bytes, bytes]) -> None:
+        generation = str(state["generation"])
+        self.generation = generation
+        rules: dict[str, dict[str, Any]] = {}
+        tracks: dict[str, list[dict[str, Any]]] = {}
+        tracks_prefix = f"{self.key}/track/".encode()
+        for key, value in records.items():
+            record = orjson.loads(value)
+            if record.get("generation") != generation:
+                self.stale.add(key)
+            elif key.startswith(tracks_prefix):
+                region = key[len(tracks_prefix) :].decode().split("/", 1)[0]
+                tracks.setdefault(region, []).append(record)
+            else:
+                rules[key.decode().rsplit("/", 1)[1]] = record
+        for region, header in state.get("changelog", {}).items():
+            context = self.runner.contexts.get(region)
+            if context is None:
+                continue
+            found = tracks.get(region, [])
+            expected = header["tracker"]["count"]
+            if len(found) != expected or region not in rules:
+                raise CorrelatorError(
+                    f"the changelog of {self.key} region {region} is incomplete: {len(found)} of "
+                    f"{expected} tracks, rules {'found' if region in rules else 'missing'}"
+                )
+            self.engines[region] = RegionEngine.from_changelog(context, header, rules[region], found)
 
     # -- input -------------------------------------------------------------------------------
 
@@ -245,10 +336,28 @@ class CorrelatorTask(PartitionTask):
         records += [json_record(names(ALERTS), alert.alert_id, alert) for alert in out.alerts]
         records += self.dead_letters
         self.dead_letters = []
-        snapshot = OutRecord(names(CORRELATOR_STATE), self.key.encode(), orjson.dumps(self.export_state()))
-        return Batch(
-            records=records, state=[snapshot], after_commit=[lambda: self.runner.published(self, out)]
-        )
+        # The state goes with every commit that writes or moves anything: the header, and what
+        # changed since the last commit. It travels with the output records (the producer's
+        # batched path; mixing it with the one-send-per-record path of ``Batch.state`` would put
+        # both on a partition of the state topic, which aiokafka cannot do in one transaction).
+        changes = {region: engine.changes() for region, engine in self.engines.items()}
+        offsets = self.commit_offsets()
+        moved = any(self.committed.get(tp) != offset for tp, offset in offsets.items())
+        changed = any(c.tracks or c.removed or c.rules is not None for c in changes.values())
+        state: list[OutRecord] = []
+        if records or moved or changed or final or self.stale:
+            state = self.changelog(changes)
+        stale = set(self.stale)
+
+        pairs = [(self.engines[region], change) for region, change in changes.items()]
+
+        def committed() -> None:
+            for engine, change in pairs:
+                engine.committed(change)
+            self.stale -= stale
+            self.runner.published(self, out, sum(len(r.key or b"") + len(r.value or b"") for r in state))
+
+        return Batch(records=records + state, after_commit=[committed])
 
     def commit_offsets(self) -> dict[TopicPartition, int]:
         """The offset to commit: the next one to read, or the oldest still in a reorder buffer."""
@@ -371,10 +480,10 @@ class Correlator:
 
     def _committed(self, task: PartitionTask, seconds: float, state_bytes: int) -> None:
         self.metrics.commit_seconds.observe(seconds)
-        self.metrics.state_bytes.observe(state_bytes)
 
-    def published(self, task: CorrelatorTask, output: Output) -> None:
+    def published(self, task: CorrelatorTask, output: Output, state_bytes: int) -> None:
         """Once a transaction committed: count and log what it published."""
+        self.metrics.state_bytes.observe(state_bytes)
         self.metrics.detections.inc(output.processed)
         self.metrics.track_updates.inc(len(output.tracks))
         log.debug(

@@ -47,7 +47,15 @@ from services.correlator.domain.rules import (
     views,
 )
 from services.correlator.domain.sweep import BeamFollower
-from services.correlator.domain.tracker import Coverage, Scan, Tracker, TrackerConfig, TrackEstimate
+from services.correlator.domain.tracker import (
+    Coverage,
+    Scan,
+    TrackChanges,
+    Tracker,
+    TrackerConfig,
+    TrackEstimate,
+    TrackJournal,
+)
 
 RULE_INTERVAL_S = 1.0
 DEDUP_WINDOW_S = 30.0
@@ -109,6 +117,12 @@ class RegionEngine:
         config = self.tracker.config
         self.beams = BeamFollower(math.radians(config.sweep_margin_deg), config.sweep_margin_m)
         """Where each radar's beam was last seen (a radar scan counts misses only where it swept)."""
+        self.journal = TrackJournal()
+        """What the changelog holds of the tracker (as of the last committed changes)."""
+        self.publish_dirty: set[str] = set()
+        """Tracks whose publishing state changed since the last committed changes."""
+        self.rules_dirty = True
+        """Whether the rules' or the alert book's state changed since the last committed changes."""
 
     # -- input -------------------------------------------------------------------------------
 
@@ -181,7 +195,11 @@ class RegionEngine:
         ended.extend(progress.ended)
         if isinstance(trips, UncorroboratedTrips):
             trips.add(unassigned)
+            self.rules_dirty = self.rules_dirty or bool(unassigned)
+        if ended:
+            self.rules_dirty = True  # the rules and the book forget the ended tracks
         if now_s - self.last_rules_s >= RULE_INTERVAL_S:
+            self.rules_dirty = True
             self.last_rules_s = now_s
             self._run_rules(now_s, out)
         self._publish(changed, ended, now_s, out)
@@ -272,6 +290,8 @@ class RegionEngine:
             if track_id not in changed and now_s - self.published.get(track_id, -math.inf) >= interval
         ]
         self.pending_publish.difference_update(held)
+        self.publish_dirty.update(changed)
+        self.publish_dirty.update(held)
         due.extend(self.tracker.estimates_of(held))
         due.sort(key=lambda e: e.track_id)  # outputs in track id order, whatever the slot layout
         messages = self.to_messages(due)
@@ -374,6 +394,85 @@ class RegionEngine:
             "beams": self.beams.state(),
         }
 
+    # -- changelog ---------------------------------------------------------------------------
+
+    def changes(self) -> EngineChanges:
+        """What to write to the changelog now: the header (always), the rules and alert book
+        (when they changed), every track whose state or publishing changed, and the ids of the
+        tracks gone, all relative to the last committed changes (see :meth:`committed`)."""
+        tracker = self.tracker
+        found = tracker.changes(self.journal)
+        records = {t["track_id"]: t for t in found.tracks}
+        for track_id in sorted(self.publish_dirty):
+            slot = tracker.slot_of(track_id)
+            if slot is not None and track_id not in records:
+                records[track_id] = tracker.track_state(slot)
+        tracks = [
+            (
+                track_id,
+                {
+                    "track": track,
+                    "published": self.published.get(track_id),
+                    "published_status": self.published_status.get(track_id),
+                    "pending": track_id in self.pending_publish,
+                },
+            )
+            for track_id, track in records.items()
+        ]
+        header = {
+            "version": 2,
+            "region": self.context.region,
+            "tracker": tracker.state_header(),
+            "watermark_s": _finite(self.watermark_s),
+            "release_s": _finite(self.release_s),
+            "last_rules_s": _finite(self.last_rules_s),
+            "late_total": self.late_total,
+            "beams": self.beams.state(),
+        }
+        rules = None
+        if self.rules_dirty:
+            rules = {
+                "rules": {name: rule.state() for name, rule in self.rules.items()},
+                "book": self.book.state(),
+            }
+        return EngineChanges(header, rules, tracks, found.removed, found, set(self.publish_dirty))
+
+    def committed(self, changes: EngineChanges) -> None:
+        """``changes`` are in the log now: the next ones start from there."""
+        self.journal.apply(changes.tracker)
+        self.publish_dirty -= changes.publish_dirty
+        if changes.rules is not None:
+            self.rules_dirty = False
+
+    @classmethod
+    def from_changelog(
+        cls,
+        context: RegionContext,
+        header: dict[str, Any],
+        rules: dict[str, Any] | None,
+        tracks: Sequence[dict[str, Any]],
+    ) -> RegionEngine:
+        """The engine the changelog records describe (header, rules record, one record per track)."""
+        state = {
+            **header,
+            "tracker": Tracker.state_of(header["tracker"], [t["track"] for t in tracks]),
+            "rules": (rules or {}).get("rules", {}),
+            "book": (rules or {}).get("book", {}),
+            "published": {
+                t["track"]["track_id"]: t["published"] for t in tracks if t["published"] is not None
+            },
+            "published_status": {
+                t["track"]["track_id"]: t["published_status"]
+                for t in tracks
+                if t["published_status"] is not None
+            },
+            "pending_publish": sorted(t["track"]["track_id"] for t in tracks if t["pending"]),
+        }
+        engine = cls.restore(context, state)
+        engine.journal = TrackJournal.of(engine.tracker)
+        engine.rules_dirty = rules is None
+        return engine
+
     @classmethod
     def restore(cls, context: RegionContext, state: dict[str, Any]) -> RegionEngine:
         engine = cls(context)
@@ -391,6 +490,21 @@ class RegionEngine:
         engine.late_total = int(state.get("late_total", 0))
         engine.beams.restore(state.get("beams", []))
         return engine
+
+
+@dataclass
+class EngineChanges:
+    """One region's part of a changelog write (see :meth:`RegionEngine.changes`)."""
+
+    header: dict[str, Any]
+    rules: dict[str, Any] | None
+    """The rules' and the alert book's state; None: unchanged since the last write."""
+    tracks: list[tuple[str, dict[str, Any]]]
+    """(track id, record) of each changed track."""
+    removed: list[str]
+    """Track ids whose records go (tombstones)."""
+    tracker: TrackChanges
+    publish_dirty: set[str]
 
 
 @functools.lru_cache(maxsize=1 << 14)

@@ -798,6 +798,157 @@ class Tracker:
         tracker.time_s = state["time_s"] if state["time_s"] is not None else -math.inf
         return tracker
 
+    # -- changelog ---------------------------------------------------------------------------
+
+    def changes(self, journal: TrackJournal) -> TrackChanges:
+        """The tracks that differ from what ``journal`` says was last written, and those gone.
+
+        A track changed when one of its rows of the snapshot arrays differs bit for bit, or its
+        metadata did (every change of a track's metadata counts an update), or its slot now holds
+        another track. Vectorised over the slots: cheap enough for every commit."""
+        live = self.active
+        arrays = {name: getattr(self, name) for name in _STATE}
+        if journal.arrays is None or len(journal.arrays["t"]) != len(self.t):
+            differs = np.ones(len(self.t), dtype=bool)
+        else:
+            differs = np.zeros(len(self.t), dtype=bool)
+            for name, now in arrays.items():
+                differs |= (_row_bytes(now) != _row_bytes(journal.arrays[name])).any(axis=1)
+        written = journal.written
+        changed = [
+            slot
+            for slot, differ in zip(live.tolist(), differs[live].tolist(), strict=True)
+            if differ or written.get(self._meta[slot].track_id) != (slot, self._meta[slot].update_count)
+        ]
+        removed = [track_id for track_id in written if track_id not in self._slots]
+        index = np.array(changed, dtype=np.intp)
+        return TrackChanges(
+            tracks=[self.track_state(slot) for slot in changed],
+            removed=removed,
+            slots=index,
+            rows={name: a[index].copy() for name, a in arrays.items()},
+            written={self._meta[slot].track_id: (slot, self._meta[slot].update_count) for slot in changed},
+            capacity=len(self.t),
+        )
+
+    def state_header(self) -> dict[str, Any]:
+        """The tracker's own fields of a changelog (the tracks are separate records)."""
+        return {
+            "version": 1,
+            "region": self.region,
+            "next_id": self.next_id,
+            "time_s": self.time_s if math.isfinite(self.time_s) else None,
+            "count": len(self),
+            "rows": {
+                name: {"dtype": str(a.dtype), "shape": list(a.shape[1:])}
+                for name in _STATE
+                for a in [getattr(self, name)]
+            },
+        }
+
+    def track_state(self, slot: int) -> dict[str, Any]:
+        """One track of a changelog: its rows of the snapshot arrays (base64, little-endian, in
+        ``_STATE`` order) and its metadata."""
+        m = self._meta[slot]
+        rows = b"".join(np.ascontiguousarray(getattr(self, name)[slot]).tobytes() for name in _STATE)
+        return {
+            "track_id": m.track_id,
+            "rows": base64.b64encode(rows).decode(),
+            "first_seen_s": m.first_seen_s,
+            "sensor_ids": _sorted(m.sensor_ids),
+            "owners": _sorted(m.owners),
+            "evidence": list(m.evidence),
+            "update_count": m.update_count,
+            "alt_m": m.alt_m,
+            "alt_var": m.alt_var,
+            "alt_time_s": m.alt_time_s,
+            "primary_owner": list(m.primary_owner),
+        }
+
+    @staticmethod
+    def state_of(header: dict[str, Any], tracks: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """A changelog's header and tracks as the state :meth:`from_state` takes (tracks in
+        track id order)."""
+        tracks = sorted(tracks, key=lambda t: str(t["track_id"]))
+        specs = header["rows"]
+        sizes = [
+            int(np.dtype(spec["dtype"]).itemsize * np.prod(spec["shape"], dtype=np.int64))
+            for spec in specs.values()
+        ]
+        blobs = [base64.b64decode(t["rows"]) for t in tracks]
+        arrays = {}
+        start = 0
+        for (name, spec), size in zip(specs.items(), sizes, strict=True):
+            data = b"".join(blob[start : start + size] for blob in blobs)
+            arrays[name] = {
+                "dtype": spec["dtype"],
+                "shape": [len(tracks), *spec["shape"]],
+                "data": base64.b64encode(data).decode(),
+            }
+            start += size
+        for blob, track in zip(blobs, tracks, strict=True):
+            if len(blob) != start:
+                raise ValueError(f"track {track['track_id']}: {len(blob)} bytes of rows, expected {start}")
+        return {
+            "version": 1,
+            "region": header["region"],
+            "next_id": header["next_id"],
+            "time_s": header["time_s"],
+            "arrays": arrays,
+            "meta": [{k: v for k, v in t.items() if k != "rows"} for t in tracks],
+        }
+
+
+@dataclass
+class TrackChanges:
+    """What changed in a tracker since its journal: the records to write, and (once they are
+    committed) what the journal takes in."""
+
+    tracks: list[dict[str, Any]]
+    """:meth:`Tracker.track_state` of every changed track."""
+    removed: list[str]
+    """Track ids written before and gone since."""
+    slots: NDArray[np.intp]
+    rows: dict[str, NDArray[Any]]
+    written: dict[str, tuple[int, int]]
+    capacity: int
+
+
+class TrackJournal:
+    """What of a tracker the changelog holds (as of the last committed write): the rows of the
+    snapshot arrays per slot, and per track id its slot and update count."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, NDArray[Any]] | None = None
+        self.written: dict[str, tuple[int, int]] = {}
+
+    @classmethod
+    def of(cls, tracker: Tracker) -> TrackJournal:
+        """A journal saying the changelog holds exactly ``tracker`` (after a restore from it)."""
+        journal = cls()
+        journal.apply(tracker.changes(journal))
+        return journal
+
+    def apply(self, changes: TrackChanges) -> None:
+        """The changes are committed: remember them."""
+        if self.arrays is None or len(self.arrays["t"]) != changes.capacity:
+            self.arrays = {
+                name: np.zeros((changes.capacity, *rows.shape[1:]), dtype=rows.dtype)
+                for name, rows in changes.rows.items()
+            }
+            # every live slot was in the changes (a new capacity compares as all changed); the
+            # free ones hold zeros here, and only matter once a track takes them (a new id)
+        for name, rows in changes.rows.items():
+            self.arrays[name][changes.slots] = rows
+        for track_id in changes.removed:
+            self.written.pop(track_id, None)
+        self.written.update(changes.written)
+
+
+def _row_bytes(array: NDArray[Any]) -> NDArray[np.uint8]:
+    """Each row of ``array`` as its raw bytes (a bitwise comparison: NaN equals itself)."""
+    return np.ascontiguousarray(array).view(np.uint8).reshape(len(array), -1)
+
 
 @functools.lru_cache(maxsize=4096)
 def _sorted(values: frozenset[Any]) -> tuple[Any, ...]:

@@ -380,6 +380,91 @@ def test_a_snapshot_mid_stream_continues_exactly_as_an_uninterrupted_run(make_en
         assert wire(after) == wire(whole[cut:]), f"cut at {cut_s} s"
 
 
+class Changelog:
+    """A compacted changelog of one engine, kept in a dict as the broker keeps the latest value per key."""
+
+    def __init__(self) -> None:
+        self.header: dict[str, Any] | None = None
+        self.rules: dict[str, Any] | None = None
+        self.tracks: dict[str, dict[str, Any]] = {}
+        self.written: list[int] = []
+        """Track records written per commit."""
+
+    def commit(self, engine: RegionEngine, committed: bool = True) -> None:
+        """Take the engine's changes through JSON, as the runner writes them (``committed``
+        False: the transaction failed, nothing is kept and the engine is not told)."""
+        changes = engine.changes()
+        if not committed:
+            return
+        self.header = orjson.loads(orjson.dumps(changes.header))
+        if changes.rules is not None:
+            self.rules = orjson.loads(orjson.dumps(changes.rules))
+        for track_id, record in changes.tracks:
+            self.tracks[track_id] = orjson.loads(orjson.dumps(record))
+        for track_id in changes.removed:
+            del self.tracks[track_id]
+        self.written.append(len(changes.tracks))
+        engine.committed(changes)
+
+    def restore(self, context: RegionContext) -> RegionEngine:
+        assert self.header is not None
+        return RegionEngine.from_changelog(context, self.header, self.rules, list(self.tracks.values()))
+
+
+@pytest.mark.parametrize("every", [1, 7])
+def test_a_changelog_mid_stream_continues_exactly_as_an_uninterrupted_run(
+    make_engine: Engines, every: int
+) -> None:
+    """Changes committed every ``every`` detections (some commits failing), restored from the
+    changelog's latest records: outputs as if never cut, and only changed tracks written."""
+    slow = {"publish_interval_s": 5.0}
+    straight = make_engine(tracking=slow)
+    detections = busy_scenario(straight.context)
+    ending = [detections[-1].time_s + 10 * k for k in range(1, 10)]
+    whole = feed(straight, detections) + [straight.step(now_s=t) for t in ending]
+    for cut_s in (5.0, 35.0, 70.0, 100.0):
+        cut = next(i for i, d in enumerate(detections) if d.time_s >= T0 + cut_s)
+        first = make_engine(tracking=slow)
+        log = Changelog()
+        for offset, detection in enumerate(detections[:cut]):
+            first.add(detection, offset)
+            first.step()
+            if offset % every == 0 or offset == cut - 1:
+                log.commit(first, committed=offset % 5 != 3)
+        log.commit(first)
+        replay_from = first.min_buffered_offset()
+        assert replay_from is not None
+        resumed = log.restore(first.context)
+        assert len(resumed.tracker) == len(first.tracker)
+        replayed = feed(resumed, detections[replay_from:cut], first_offset=replay_from)
+        assert all(out.tracks == [] and out.alerts == [] for out in replayed)
+        after = feed(resumed, detections[cut:], first_offset=cut) + [resumed.step(now_s=t) for t in ending]
+        assert wire(after) == wire(whole[cut:]), f"cut at {cut_s} s"
+        assert log.written[-1] == 0  # nothing changed since the commit before: nothing rewritten
+        assert max(log.written) <= len(first.tracker) + 2
+
+
+def test_a_changelog_deletes_ended_tracks_and_writes_only_what_changed(make_engine: Engines) -> None:
+    """A lost track's record goes; a commit without input writes no track; restored state matches."""
+    engine = make_engine()
+    walker, detections = crossing(engine.context)
+    log = Changelog()
+    feed(engine, detections[: len(detections) // 2])
+    log.commit(engine)
+    assert len(log.tracks) == len(engine.tracker) >= 1
+    log.commit(engine)
+    assert log.written[-1] == 0
+    assert log.rules is not None
+    restored = log.restore(engine.context)
+    assert orjson.dumps(restored.export_state()) == orjson.dumps(engine.export_state())
+    feed(engine, detections[len(detections) // 2 :], first_offset=len(detections) // 2)
+    for k in range(5, 90, 5):
+        engine.step(now_s=walker.end_s + k)
+    log.commit(engine)
+    assert len(engine.tracker) == 0
+    assert log.tracks == {}
+
+
 # -- rule failures ---------------------------------------------------------------------------------
 
 
