@@ -65,6 +65,13 @@ class CorrelatorMetrics:
             buckets=(1e3, 1e4, 1e5, 3e5, 1e6, 3e6, 1e7),
             registry=registry,
         )
+        self.held = Histogram(
+            "lindero_correlator_publish_held_seconds",
+            "Event time from a track's latest detection to the update's publication, beyond the reorder "
+            "window: the release cursor's step, plus the time the per-track publish interval held it",
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 1.25, 1.5, 2, 3, 5, 10),
+            registry=registry,
+        )
         self.lag = Gauge(
             "lindero_correlator_consumer_lag",
             "Records behind the end of the input, by topic",

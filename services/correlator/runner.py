@@ -314,6 +314,7 @@ class CorrelatorTask(PartitionTask):
                 out.tracks.extend(result.tracks)
                 out.alerts.extend(result.alerts)
                 out.processed += result.processed
+                out.held_s.extend(result.held_s)
                 out.rule_errors.extend(result.rule_errors)
         else:
             clock = self.status_time_s + idle_s if self.status_time_s else 0.0
@@ -486,6 +487,8 @@ class Correlator:
         self.metrics.state_bytes.observe(state_bytes)
         self.metrics.detections.inc(output.processed)
         self.metrics.track_updates.inc(len(output.tracks))
+        for held_s in output.held_s:
+            self.metrics.held.observe(held_s)
         log.debug(
             "committed %s tracks, %s alerts, %s detections",
             len(output.tracks),

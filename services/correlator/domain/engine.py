@@ -93,6 +93,11 @@ class Output:
     processed: int = 0
     rule_errors: list[tuple[str, str]] = field(default_factory=list)
     """(rule name, error) for rules that failed this step (the others ran)."""
+    held_s: list[float] = field(default_factory=list)
+    """Per track update published (not the ended ones), event time from its latest detection to
+    its publication (the release cursor then): how far the cursor had moved past the detection
+    when it was released, plus the time the publish interval held the update back. The reorder
+    window comes before: a detection is released once event time is that much past it."""
 
 
 class RegionEngine:
@@ -194,8 +199,9 @@ class RegionEngine:
         changed.update((t.track_id, t) for t in progress.changed)
         ended.extend(progress.ended)
         if isinstance(trips, UncorroboratedTrips):
+            waiting = len(trips.pending)
             trips.add(unassigned)
-            self.rules_dirty = self.rules_dirty or bool(unassigned)
+            self.rules_dirty = self.rules_dirty or len(trips.pending) != waiting
         if ended:
             self.rules_dirty = True  # the rules and the book forget the ended tracks
         if now_s - self.last_rules_s >= RULE_INTERVAL_S:
@@ -296,6 +302,7 @@ class RegionEngine:
         due.sort(key=lambda e: e.track_id)  # outputs in track id order, whatever the slot layout
         messages = self.to_messages(due)
         for estimate, message in zip(due, messages, strict=True):
+            out.held_s.append(now_s - estimate.last_update_s)
             self.published[estimate.track_id] = now_s
             self.published_status[estimate.track_id] = estimate.status.value
             out.tracks.append((estimate.track_id, message))
@@ -406,7 +413,7 @@ class RegionEngine:
         for track_id in sorted(self.publish_dirty):
             slot = tracker.slot_of(track_id)
             if slot is not None and track_id not in records:
-                records[track_id] = tracker.track_state(slot)
+                [records[track_id]] = tracker.track_states(np.array([slot], dtype=np.intp))
         tracks = [
             (
                 track_id,

@@ -269,6 +269,7 @@ class Tracker:
         self._free: list[int] = list(range(capacity - 1, -1, -1))
         self.next_id = 1
         self.time_s = -math.inf
+        self._revision = 0
         self._gates = {d: gate_threshold(self.config.gate_probability, d) for d in (2, 3)}
         self._max_q = max(self.config.imm.q)
         limits = self.config.max_coast_s
@@ -293,11 +294,14 @@ class Tracker:
         self.P = np.tile(np.eye(4), (capacity, 1, 1))
         """The mixture's moments (``filters.combine`` of ``xm``, ``Pm``, ``mu``), kept up to date
         by every change of a track's state: read far more often than the state changes."""
+        self.revision = np.zeros(capacity, dtype=np.int64)
+        """Raised whenever a track's metadata changes or a new track takes the slot (the
+        changelog compares it, see :meth:`changes`); not part of the state."""
 
     def _grow(self) -> None:
         old = len(self.t)
         new = old * 2
-        for name in (*_STATE, "x", "P"):
+        for name in (*_STATE, "x", "P", "revision"):
             array = getattr(self, name)
             grown = np.zeros((new, *array.shape[1:]), dtype=array.dtype)
             grown[:old] = array
@@ -315,6 +319,11 @@ class Tracker:
         if meta is not None:
             self._slots.pop(meta.track_id, None)
         self._free.append(slot)
+
+    def _revise(self, slots: NDArray[np.intp]) -> None:
+        """The metadata of ``slots`` changed (or new tracks took them)."""
+        self._revision += 1
+        self.revision[slots] = self._revision
 
     @property
     def active(self) -> NDArray[np.intp]:
@@ -587,6 +596,7 @@ class Tracker:
         hits = np.bitwise_count(self.history[slots])
         promoted = (status == COASTING) | ((status == TENTATIVE) & (hits >= self.config.confirm_m))
         self.status[slots[promoted]] = CONFIRMED
+        self._revise(slots)
         for slot, detection in zip(slots.tolist(), detections, strict=True):
             meta = self._meta[slot]
             meta.update_count += 1
@@ -635,6 +645,7 @@ class Tracker:
         )
         self.next_id += 1
         meta.update_count = 1
+        self._revise(np.array([slot], dtype=np.intp))
         meta.seen_by(detection)
         meta.evidence.append(detection.event_id)
         meta.fuse_altitude(detection)
@@ -721,6 +732,7 @@ class Tracker:
             kept.sensor_ids |= dropped.sensor_ids
             kept.owners |= dropped.owners
             kept.update_count += dropped.update_count
+            self._revise(np.array([keep], dtype=np.intp))
             kept.evidence.extend(dropped.evidence)
             fusion = self.config.classes
             self.cls[keep] = fusion.update(self.cls[keep], self.cls[drop])
@@ -794,6 +806,7 @@ class Tracker:
             )
             tracker._slots[meta["track_id"]] = slot
         tracker._refresh(np.arange(count, dtype=np.intp))
+        tracker._revise(np.arange(count, dtype=np.intp))
         tracker.next_id = int(state["next_id"])
         tracker.time_s = state["time_s"] if state["time_s"] is not None else -math.inf
         return tracker
@@ -804,30 +817,24 @@ class Tracker:
         """The tracks that differ from what ``journal`` says was last written, and those gone.
 
         A track changed when one of its rows of the snapshot arrays differs bit for bit, or its
-        metadata did (every change of a track's metadata counts an update), or its slot now holds
-        another track. Vectorised over the slots: cheap enough for every commit."""
+        revision does (its metadata changed, or it is a new track in the slot). Vectorised over
+        the slots: cheap enough for every commit."""
         live = self.active
-        arrays = {name: getattr(self, name) for name in _STATE}
+        arrays = {name: getattr(self, name) for name in (*_STATE, "revision")}
         if journal.arrays is None or len(journal.arrays["t"]) != len(self.t):
-            differs = np.ones(len(self.t), dtype=bool)
+            changed = live
         else:
             differs = np.zeros(len(self.t), dtype=bool)
             for name, now in arrays.items():
                 differs |= (_row_bytes(now) != _row_bytes(journal.arrays[name])).any(axis=1)
-        written = journal.written
-        changed = [
-            slot
-            for slot, differ in zip(live.tolist(), differs[live].tolist(), strict=True)
-            if differ or written.get(self._meta[slot].track_id) != (slot, self._meta[slot].update_count)
-        ]
-        removed = [track_id for track_id in written if track_id not in self._slots]
-        index = np.array(changed, dtype=np.intp)
+            changed = live[differs[live]]
+        removed = [track_id for track_id in journal.written if track_id not in self._slots]
         return TrackChanges(
-            tracks=[self.track_state(slot) for slot in changed],
+            tracks=self.track_states(changed),
             removed=removed,
-            slots=index,
-            rows={name: a[index].copy() for name, a in arrays.items()},
-            written={self._meta[slot].track_id: (slot, self._meta[slot].update_count) for slot in changed},
+            slots=changed,
+            rows={name: a[changed] for name, a in arrays.items()},
+            written={self._meta[slot].track_id for slot in changed.tolist()},
             capacity=len(self.t),
         )
 
@@ -846,24 +853,31 @@ class Tracker:
             },
         }
 
-    def track_state(self, slot: int) -> dict[str, Any]:
-        """One track of a changelog: its rows of the snapshot arrays (base64, little-endian, in
+    def track_states(self, slots: NDArray[np.intp]) -> list[dict[str, Any]]:
+        """Tracks of a changelog: each one's rows of the snapshot arrays (base64, little-endian, in
         ``_STATE`` order) and its metadata."""
-        m = self._meta[slot]
-        rows = b"".join(np.ascontiguousarray(getattr(self, name)[slot]).tobytes() for name in _STATE)
-        return {
-            "track_id": m.track_id,
-            "rows": base64.b64encode(rows).decode(),
-            "first_seen_s": m.first_seen_s,
-            "sensor_ids": _sorted(m.sensor_ids),
-            "owners": _sorted(m.owners),
-            "evidence": list(m.evidence),
-            "update_count": m.update_count,
-            "alt_m": m.alt_m,
-            "alt_var": m.alt_var,
-            "alt_time_s": m.alt_time_s,
-            "primary_owner": list(m.primary_owner),
-        }
+        if not len(slots):
+            return []
+        rows = np.concatenate([_row_bytes(getattr(self, name)[slots]) for name in _STATE], axis=1)
+        out = []
+        for slot, row in zip(slots.tolist(), rows, strict=True):
+            m = self._meta[slot]
+            out.append(
+                {
+                    "track_id": m.track_id,
+                    "rows": base64.b64encode(row.tobytes()).decode(),
+                    "first_seen_s": m.first_seen_s,
+                    "sensor_ids": _sorted(m.sensor_ids),
+                    "owners": _sorted(m.owners),
+                    "evidence": list(m.evidence),
+                    "update_count": m.update_count,
+                    "alt_m": m.alt_m,
+                    "alt_var": m.alt_var,
+                    "alt_time_s": m.alt_time_s,
+                    "primary_owner": list(m.primary_owner),
+                }
+            )
+        return out
 
     @staticmethod
     def state_of(header: dict[str, Any], tracks: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -910,17 +924,18 @@ class TrackChanges:
     """Track ids written before and gone since."""
     slots: NDArray[np.intp]
     rows: dict[str, NDArray[Any]]
-    written: dict[str, tuple[int, int]]
+    """The changed slots' rows of the compared arrays, as of the changes."""
+    written: set[str]
     capacity: int
 
 
 class TrackJournal:
     """What of a tracker the changelog holds (as of the last committed write): the rows of the
-    snapshot arrays per slot, and per track id its slot and update count."""
+    snapshot arrays and the revision per slot, and the track ids written."""
 
     def __init__(self) -> None:
         self.arrays: dict[str, NDArray[Any]] | None = None
-        self.written: dict[str, tuple[int, int]] = {}
+        self.written: set[str] = set()
 
     @classmethod
     def of(cls, tracker: Tracker) -> TrackJournal:
@@ -940,8 +955,7 @@ class TrackJournal:
             # free ones hold zeros here, and only matter once a track takes them (a new id)
         for name, rows in changes.rows.items():
             self.arrays[name][changes.slots] = rows
-        for track_id in changes.removed:
-            self.written.pop(track_id, None)
+        self.written.difference_update(changes.removed)
         self.written.update(changes.written)
 
 
