@@ -435,11 +435,16 @@ class Setting:
     reorder_window_s: float | None = None
     """None: the configuration's default (2 s)."""
     env: Mapping[str, str] = field(default_factory=dict)
+    publish_interval_s: float | None = None
+    """None: the configuration's default (1 s)."""
 
     def describe(self) -> str:
         window = "2 s (default)" if self.reorder_window_s is None else f"{self.reorder_window_s:g} s"
         extra = ", ".join(f"`{k}={v}`" for k, v in self.env.items())
-        return f"reorder window {window}" + (f", {extra}" if extra else ", default commit intervals")
+        publish = (
+            "" if self.publish_interval_s is None else f", publish interval {self.publish_interval_s:g} s"
+        )
+        return f"reorder window {window}{publish}" + (f", {extra}" if extra else ", default commit intervals")
 
 
 DEFAULTS = Setting("defaults")
@@ -454,13 +459,18 @@ LOW_LATENCY = Setting(
 
 
 def config_file(setting: Setting) -> Path:
-    """The demo configuration, with the setting's reorder window (written to bench/out)."""
-    if setting.reorder_window_s is None:
+    """The demo configuration, with the setting's reorder window and publish interval (written to
+    bench/out)."""
+    if setting.reorder_window_s is None and setting.publish_interval_s is None:
         return DEMO_CONFIG
     document = yaml.safe_load(DEMO_CONFIG.read_text("utf-8"))
     document["geography"] = str((DEMO_CONFIG.parent / document["geography"]).resolve())
-    document.setdefault("tracking", {})["reorder_window_s"] = setting.reorder_window_s
-    path = OUT / f"pipeline-config-{setting.reorder_window_s:g}.yaml"
+    tracking = document.setdefault("tracking", {})
+    if setting.reorder_window_s is not None:
+        tracking["reorder_window_s"] = setting.reorder_window_s
+    if setting.publish_interval_s is not None:
+        tracking["publish_interval_s"] = setting.publish_interval_s
+    path = OUT / f"pipeline-config-{setting.reorder_window_s}-{setting.publish_interval_s}.yaml"
     OUT.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(document, sort_keys=False), "utf-8")
     load_config(path)
