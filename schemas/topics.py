@@ -82,11 +82,13 @@ ALERTS = Topic(
 CORRELATOR_STATE = Topic(
     name="correlator.state",
     model=None,
-    key="input partition (sensor.events-<n> or sensor.status-<n>)",
+    key="input partition (sensor.events-<n> or sensor.status-<n>): its header; "
+    "<partition>/rules/<region>, <partition>/track/<region>/<track id>: its changelog",
     cleanup="compact",
     retention_ms=None,
-    doc="The correlator's snapshot per input partition, written in the same transaction as its "
-    "outputs and offsets; a restarted or reassigned correlator resumes from it.",
+    doc="The correlator's state per input partition as a changelog, written in the same transaction "
+    "as its outputs and offsets: a header each commit, a region's rules when they changed, a track "
+    "when it changed (a tombstone when it ended); a restarted or reassigned correlator resumes from it.",
     configs=(("segment.ms", str(10 * 60 * 1000)), ("max.message.bytes", str(32 * 1024 * 1024))),
 )
 

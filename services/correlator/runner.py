@@ -221,7 +221,11 @@ class CorrelatorTask(PartitionTask):
                 rules[key.decode().rsplit("/", 1)[1]] = record
         for region, header in state.get("changelog", {}).items():
             context = self.runner.contexts.get(region)
-            if context is None:
+            if context is None:  # no longer configured: its records go with the next commit
+                self.stale.update(
+                    self.track_key(region, t["track"]["track_id"]) for t in tracks.get(region, [])
+                )
+                self.stale.add(self.rules_key(region))
                 continue
             found = tracks.get(region, [])
             expected = header["tracker"]["count"]

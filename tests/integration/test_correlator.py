@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import shapely
+from aiokafka.structs import ConsumerRecord
 
+from schemas.topics import CORRELATOR_STATE, SENSOR_EVENTS
 from services.core.config import LinderoConfig
 from services.core.geography import Geography
+from services.core.processor import partition_of
 from services.correlator.domain.region import RegionContext
-from tests.integration.conftest import KafkaFactory, wait_until
+from tests.integration.conftest import KafkaFactory, read_topic, wait_until
 from tests.integration.correlator_fixtures import (
+    RunningCorrelator,
     Writer,
     alerts_in,
     radar_events,
@@ -58,3 +64,94 @@ async def test_border_crossing_through_kafka(make_kafka: KafkaFactory, demo_conf
     assert confirmed[-1]["jurisdiction"] == "VE"
     assert confirmed[-1]["class"] == "person"
     assert running.correlator.metrics.registry is running.registry
+
+
+def latest_state(records: Sequence[ConsumerRecord[bytes, bytes]], prefix: str) -> dict[str, Any | None]:
+    """The latest value of every key of ``correlator.state`` under ``prefix`` (None: a tombstone)."""
+    return {
+        r.key.decode(): (orjson.loads(r.value) if r.value is not None else None)
+        for r in records
+        if r.key is not None and r.key.decode().startswith(prefix)
+    }
+
+
+async def test_a_restarted_correlator_resumes_its_tracks_from_the_changelog(
+    make_kafka: KafkaFactory, demo_config: LinderoConfig
+) -> None:
+    """The state is a header plus one record per live track; a second correlator restores the
+    same tracks from it, tombstones a record of a stale generation, and a version-1 snapshot
+    written at the header's key is restored too."""
+    kafka = make_kafka()
+    geography = Geography.load(demo_config.geography_path)
+    context = RegionContext.build(demo_config, geography, "co-ve-cucuta")
+    events = radar_events(context, "co-cuc-rdr-1", crossing_path(context, seconds=120))
+    state_topic = kafka.topics(CORRELATOR_STATE)
+    key = f"{SENSOR_EVENTS.name}-{partition_of(b'co-ve-cucuta', kafka.partitions)}"
+
+    def live(running: RunningCorrelator) -> set[str] | None:
+        """The live tracks, once every partition is restored (closing during a restore leaks its
+        readers' connections)."""
+        if len(running.correlator.tasks) < 2 * kafka.partitions:
+            return None
+        return {
+            t.track_id
+            for task in running.correlator.tasks
+            for engine in task.engines.values()
+            for t in engine.tracker.estimates(at_s=None)
+        }
+
+    async with running_correlator(kafka, demo_config) as first, Writer(kafka, demo_config) as writer:
+        await writer.write(events)
+
+        async def confirmed() -> bool:
+            return any(t is not None and t["status"] == "confirmed" for _, t in await tracks_in(kafka))
+
+        await wait_until(confirmed, 60, "a confirmed track")
+        await asyncio.sleep(1.0)
+        tracks = live(first)
+        [task] = [t for t in first.correlator.tasks if t.key == key]
+        v1 = {
+            "version": 1,
+            "partition": key,
+            "regions": {region: engine.export_state() for region, engine in task.engines.items()},
+            "health": task.health.state(),
+            "books": {},
+            "status_time_s": task.status_time_s,
+        }
+    assert tracks
+    state = latest_state(await read_topic(kafka, state_topic), key)
+    header = state[key]
+    assert header is not None
+    assert header["version"] == 2
+    assert header["regions"] == {}  # a previous version finds no regions: it starts them afresh
+    assert header["changelog"]["co-ve-cucuta"]["tracker"]["count"] == len(tracks)
+    records = {k: v for k, v in state.items() if v is not None and "/track/" in k}
+    assert {k.rsplit("/", 1)[1] for k in records} == tracks
+    assert {v["generation"] for v in records.values()} == {header["generation"]}
+    assert state[f"{key}/rules/co-ve-cucuta"] is not None
+
+    stale_key = f"{key}/track/co-ve-cucuta/co-ve-cucuta.T999999"
+    async with Writer(kafka, demo_config) as writer:
+        assert writer.producer is not None
+        stale = {"generation": "an older one", "track": {}}
+        await writer.producer.send_and_wait(state_topic, orjson.dumps(stale), key=stale_key.encode())
+    async with running_correlator(kafka, demo_config) as second:
+        await wait_until(lambda: _true(live(second) == tracks), 60, "the tracks restored")
+    state = latest_state(await read_topic(kafka, state_topic), key)
+    assert state[stale_key] is None  # deleted by the first commit after the restore
+
+    async with Writer(kafka, demo_config) as writer:
+        assert writer.producer is not None
+        await writer.producer.send_and_wait(state_topic, orjson.dumps(v1), key=key.encode())
+    async with running_correlator(kafka, demo_config) as third:
+        await wait_until(lambda: _true(live(third) == tracks), 60, "the tracks restored from version 1")
+    state = latest_state(await read_topic(kafka, state_topic), key)
+    header = state[key]
+    assert header is not None
+    assert header["version"] == 2
+    generation = header["generation"]
+    assert {v["generation"] for k, v in state.items() if v is not None and "/track/" in k} == {generation}
+
+
+async def _true(value: bool) -> bool:
+    return value
