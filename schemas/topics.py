@@ -89,7 +89,13 @@ CORRELATOR_STATE = Topic(
     doc="The correlator's state per input partition as a changelog, written in the same transaction "
     "as its outputs and offsets: a header each commit, a region's rules when they changed, a track "
     "when it changed (a tombstone when it ended); a restarted or reassigned correlator resumes from it.",
-    configs=(("segment.ms", str(10 * 60 * 1000)), ("max.message.bytes", str(32 * 1024 * 1024))),
+    configs=(
+        ("segment.ms", str(10 * 60 * 1000)),
+        # The uncompacted tail (the open segment) is what a restore reads beyond the live state:
+        # at a few MB/s of changelog a 1 GiB default segment would take minutes to read.
+        ("segment.bytes", str(128 * 1024 * 1024)),
+        ("max.message.bytes", str(32 * 1024 * 1024)),
+    ),
 )
 
 ALERT_ACTIONS = Topic(

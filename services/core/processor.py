@@ -69,6 +69,8 @@ class OutRecord:
     key: bytes | None
     value: bytes | None
     headers: Sequence[tuple[str, bytes]] = ()
+    partition: int | None = None
+    """None: where the default partitioner puts the key."""
 
 
 @dataclass
@@ -594,6 +596,8 @@ async def send_in_batches(
     """Hand ``records`` to the producer (inside its transaction) as record batches, one open
     batch per partition; returns each batch's records and its delivery.
 
+    A record goes to its ``partition`` if it names one (a partition the topic has).
+
     The same records land in the same partitions and, within each partition, in the same order
     as with one ``send`` after another, at a fraction of the cost (aiokafka's ``send`` is ~20 us
     a record: a coroutine, a future and a metadata check per record). The partition is the one
@@ -624,7 +628,7 @@ async def send_in_batches(
             every = sorted(await producer.partitions_for(record.topic))
             available = list(cluster.available_partitions_for_topic(record.topic))
             known = partitions[record.topic] = (every, available)
-        partition = partitioner(record.key, *known)
+        partition = record.partition if record.partition is not None else partitioner(record.key, *known)
         where = (record.topic, partition)
         single = id(record) in alone or len(record.key or b"") + len(record.value or b"") >= ALONE_BYTES
         if single and where in open_batches:

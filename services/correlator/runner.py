@@ -20,6 +20,9 @@ live (a full snapshot of 2,800 tracks was 2 MB a commit). Keys, for input partit
 - ``<p>/track/<region>/<track id>``: one track (filter state, metadata, publishing state),
   written when it changed; a tombstone when the track ends.
 
+All of them go to the partition of the topic where the default partitioner puts ``<p>``, so a
+restore reads that partition only.
+
 Every record of a changelog carries its generation: a partition starting afresh or from a
 version-1 snapshot (the whole state in one record at ``<p>``, as earlier versions wrote it) starts
 a new one, and records of another generation are stale (deleted at the next commit). A previous
@@ -117,6 +120,9 @@ class CorrelatorTask(PartitionTask):
         """The changelog's generation (see the module's docstring)."""
         self.stale: set[bytes] = set()
         """Keys of changelog records of another generation, deleted with the next commit."""
+        self.state_partition: int | None = None
+        """The partition of ``correlator.state`` that holds this partition's header and changelog
+        (where the default partitioner puts the header's key), so a restore reads one partition."""
 
     # -- state -------------------------------------------------------------------------------
 
@@ -144,17 +150,23 @@ class CorrelatorTask(PartitionTask):
         """The state records of one commit: header, changed rules and tracks, tombstones."""
         topic = self.runner.names(CORRELATOR_STATE)
         generation = self.generation
-        records = [OutRecord(topic, key, None) for key in sorted(self.stale)]
+        at = self.state_partition
+
+        def record(key: bytes, value: bytes | None) -> OutRecord:
+            return OutRecord(topic, key, value, partition=at)
+
+        records = [record(key, None) for key in sorted(self.stale)]
         for region, change in changes.items():
             if change.rules is not None:
-                value = {"generation": generation, **change.rules}
-                records.append(OutRecord(topic, self.rules_key(region), orjson.dumps(value)))
+                records.append(
+                    record(self.rules_key(region), orjson.dumps({"generation": generation, **change.rules}))
+                )
             for track_id, track in change.tracks:
                 value = {"generation": generation, **track}
-                records.append(OutRecord(topic, self.track_key(region, track_id), orjson.dumps(value)))
-            records += [OutRecord(topic, self.track_key(region, t), None) for t in change.removed]
+                records.append(record(self.track_key(region, track_id), orjson.dumps(value)))
+            records += [record(self.track_key(region, t), None) for t in change.removed]
         header = self.header({region: change.header for region, change in changes.items()})
-        records.append(OutRecord(topic, self.key.encode(), orjson.dumps(header)))
+        records.append(record(self.key.encode(), orjson.dumps(header)))
         return records
 
     async def restore(self, processor: Processor) -> None:
@@ -167,14 +179,13 @@ class CorrelatorTask(PartitionTask):
         records: dict[bytes, bytes] = {}
         if partitions:
             key = self.key.encode()
-            found = await read_latest(kafka, topic, partition_of(key, len(partitions)), {key})
+            self.state_partition = partition_of(key, len(partitions))
+            found = await read_latest(kafka, topic, self.state_partition)
             value = found.get(key)
             state = orjson.loads(value) if value else None
             if state is not None and state.get("version") == STATE_VERSION and state.get("changelog"):
-                # Records are keyed by track: they are spread over every partition of the topic.
-                prefix = key + b"/"
-                for part in await asyncio.gather(*(read_latest(kafka, topic, p) for p in partitions)):
-                    records.update((k, v) for k, v in part.items() if v is not None and k.startswith(prefix))
+                prefix = key + b"/"  # the changelog lives in its header's partition
+                records = {k: v for k, v in found.items() if v is not None and k.startswith(prefix)}
         self.load(state, records)
         self.dead_letters = []
         self.findings = []
@@ -342,9 +353,7 @@ class CorrelatorTask(PartitionTask):
         records += self.dead_letters
         self.dead_letters = []
         # The state goes with every commit that writes or moves anything: the header, and what
-        # changed since the last commit. It travels with the output records (the producer's
-        # batched path; mixing it with the one-send-per-record path of ``Batch.state`` would put
-        # both on a partition of the state topic, which aiokafka cannot do in one transaction).
+        # changed since the last commit (also when nothing else is written: a track coasting).
         changes = {region: engine.changes() for region, engine in self.engines.items()}
         offsets = self.commit_offsets()
         moved = any(self.committed.get(tp) != offset for tp, offset in offsets.items())

@@ -80,7 +80,8 @@ async def test_a_restarted_correlator_resumes_its_tracks_from_the_changelog(
 ) -> None:
     """The state is a header plus one record per live track; a second correlator restores the
     same tracks from it, tombstones a record of a stale generation, and a version-1 snapshot
-    written at the header's key is restored too."""
+    written at the header's key is restored too. All of a partition's state records are in the
+    partition of the state topic where its header's key goes (a restore reads that one)."""
     kafka = make_kafka()
     geography = Geography.load(demo_config.geography_path)
     context = RegionContext.build(demo_config, geography, "co-ve-cucuta")
@@ -119,7 +120,10 @@ async def test_a_restarted_correlator_resumes_its_tracks_from_the_changelog(
             "status_time_s": task.status_time_s,
         }
     assert tracks
-    state = latest_state(await read_topic(kafka, state_topic), key)
+    written = await read_topic(kafka, state_topic)
+    home = partition_of(key.encode(), kafka.partitions)
+    assert {r.partition for r in written if r.key is not None and r.key.decode().startswith(key)} == {home}
+    state = latest_state(written, key)
     header = state[key]
     assert header is not None
     assert header["version"] == 2
@@ -134,7 +138,9 @@ async def test_a_restarted_correlator_resumes_its_tracks_from_the_changelog(
     async with Writer(kafka, demo_config) as writer:
         assert writer.producer is not None
         stale = {"generation": "an older one", "track": {}}
-        await writer.producer.send_and_wait(state_topic, orjson.dumps(stale), key=stale_key.encode())
+        await writer.producer.send_and_wait(
+            state_topic, orjson.dumps(stale), key=stale_key.encode(), partition=home
+        )
     async with running_correlator(kafka, demo_config) as second:
         await wait_until(lambda: _true(live(second) == tracks), 60, "the tracks restored")
     state = latest_state(await read_topic(kafka, state_topic), key)
