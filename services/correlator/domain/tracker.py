@@ -760,21 +760,7 @@ class Tracker:
                 }
                 for name, a in arrays.items()
             },
-            "meta": [
-                {
-                    "track_id": m.track_id,
-                    "first_seen_s": m.first_seen_s,
-                    "sensor_ids": _sorted(m.sensor_ids),
-                    "owners": _sorted(m.owners),
-                    "evidence": list(m.evidence),
-                    "update_count": m.update_count,
-                    "alt_m": m.alt_m,
-                    "alt_var": m.alt_var,
-                    "alt_time_s": m.alt_time_s,
-                    "primary_owner": list(m.primary_owner),
-                }
-                for m in (self._meta[int(s)] for s in live)
-            ],
+            "meta": [_meta_state(self._meta[int(s)]) for s in live],
         }
 
     @classmethod
@@ -861,21 +847,9 @@ class Tracker:
         rows = np.concatenate([_row_bytes(getattr(self, name)[slots]) for name in _STATE], axis=1)
         out = []
         for slot, row in zip(slots.tolist(), rows, strict=True):
-            m = self._meta[slot]
+            state = _meta_state(self._meta[slot])
             out.append(
-                {
-                    "track_id": m.track_id,
-                    "rows": base64.b64encode(row.tobytes()).decode(),
-                    "first_seen_s": m.first_seen_s,
-                    "sensor_ids": _sorted(m.sensor_ids),
-                    "owners": _sorted(m.owners),
-                    "evidence": list(m.evidence),
-                    "update_count": m.update_count,
-                    "alt_m": m.alt_m,
-                    "alt_var": m.alt_var,
-                    "alt_time_s": m.alt_time_s,
-                    "primary_owner": list(m.primary_owner),
-                }
+                {"track_id": state.pop("track_id"), "rows": base64.b64encode(row.tobytes()).decode(), **state}
             )
         return out
 
@@ -962,6 +936,22 @@ class TrackJournal:
 def _row_bytes(array: NDArray[Any]) -> NDArray[np.uint8]:
     """Each row of ``array`` as its raw bytes (a bitwise comparison: NaN equals itself)."""
     return np.ascontiguousarray(array).view(np.uint8).reshape(len(array), -1)
+
+
+def _meta_state(m: _Meta) -> dict[str, Any]:
+    """A track's metadata as its state (snapshot and changelog alike)."""
+    return {
+        "track_id": m.track_id,
+        "first_seen_s": m.first_seen_s,
+        "sensor_ids": _sorted(m.sensor_ids),
+        "owners": _sorted(m.owners),
+        "evidence": list(m.evidence),
+        "update_count": m.update_count,
+        "alt_m": m.alt_m,
+        "alt_var": m.alt_var,
+        "alt_time_s": m.alt_time_s,
+        "primary_owner": list(m.primary_owner),
+    }
 
 
 @functools.lru_cache(maxsize=4096)
