@@ -70,6 +70,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from bench._common import OUT, ROOT, Window, broker, git_revision, listening_pid, write_section
@@ -404,6 +405,41 @@ def start_bare(clients: int, frame_bytes: int = BARE_FRAME_BYTES) -> tuple[subpr
     return proc, port
 
 
+async def gc_pauses(ports: dict[str, int]) -> dict[str, dict[str, list[float]]]:
+    """Per process: its garbage collector's pauses so far, by generation: [count, seconds, over 25 ms]."""
+    found: dict[str, dict[str, list[float]]] = {}
+    async with httpx.AsyncClient(timeout=10) as client:
+        for name, port in ports.items():
+            text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            pauses = found[name] = {}
+            for family in text_string_to_metric_families(text):
+                if family.name != "lindero_gc_pause_seconds":
+                    continue
+                for sample in family.samples:
+                    entry = pauses.setdefault(sample.labels["generation"], [0.0, 0.0, 0.0])
+                    if sample.name.endswith("_count"):
+                        entry[0] += sample.value
+                        entry[2] += sample.value
+                    elif sample.name.endswith("_sum"):
+                        entry[1] += sample.value
+                    elif sample.name.endswith("_bucket") and sample.labels["le"] == "0.025":
+                        entry[2] -= sample.value
+    return found
+
+
+def pause_delta(
+    before: dict[str, dict[str, list[float]]], after: dict[str, dict[str, list[float]]]
+) -> dict[str, dict[str, list[float]]]:
+    zero = [0.0, 0.0, 0.0]
+    return {
+        name: {
+            gen: [a - b for a, b in zip(values, before.get(name, {}).get(gen, zero), strict=True)]
+            for gen, values in gens.items()
+        }
+        for name, gens in after.items()
+    }
+
+
 def kafka_troubles(prefix: str, names: Sequence[str]) -> dict[str, int]:
     """What the alerts processes of one measurement (topic prefix ``prefix``) logged about Kafka:
     retriable produce errors (each costs aiokafka's retry backoff, 100 ms by default) and
@@ -529,6 +565,9 @@ class Row:
     """Mean size of a message of each type (the first ones of the window), bytes."""
     kafka: dict[str, int] = field(default_factory=dict)
     """:func:`kafka_troubles` of the alerts processes over the whole measurement (every rate)."""
+    gc: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    """Per alerts process and collector generation: [pauses, seconds paused, pauses over 25 ms]
+    in the window (``lindero_gc_pause_seconds``)."""
     ceiling: float = float("nan")
 
     @property
@@ -611,14 +650,14 @@ def plan(clients: int, args: argparse.Namespace) -> list[tuple[float, float]]:
 
 def start_service(
     bootstrap: str, prefix: str, args: argparse.Namespace, layout: Layout
-) -> tuple[subprocess.Popen[bytes], int, subprocess.Popen[bytes] | None]:
+) -> tuple[subprocess.Popen[bytes], int, subprocess.Popen[bytes] | None, int | None]:
     """The alerts process the clients use (and its port) and, in the split layout, the
-    lifecycle process (started first, so that it creates the topics and joins its group)."""
+    lifecycle process (started first, so that it creates the topics and joins its group) and its port."""
     extra = dict(item.split("=", 1) for item in args.server_env)
     if not layout.lifecycle_process:
         proc, port = start_alerts(bootstrap, prefix, extra, args.server_root, "alerts")
-        return proc, port, None
-    lifecycle, _ = start_alerts(
+        return proc, port, None, None
+    lifecycle, lifecycle_port = start_alerts(
         bootstrap, prefix, {**extra, "LINDERO_ALERTS_RUN_LIFECYCLE": "true"}, args.server_root, "lifecycle"
     )
     gateway_env = {
@@ -631,7 +670,7 @@ def start_service(
     except BaseException:
         stop(lifecycle)
         raise
-    return proc, port, lifecycle
+    return proc, port, lifecycle, lifecycle_port
 
 
 async def measure_alerts(
@@ -643,7 +682,10 @@ async def measure_alerts(
         issue(auth, subject=f"op-bench-{i}", role="operator", centre=CENTRE, country="CO")
         for i in range(min(clients, 200))
     ]
-    proc, port, lifecycle = start_service(bootstrap, kafka.topic_prefix, args, layout)
+    proc, port, lifecycle, lifecycle_port = start_service(bootstrap, kafka.topic_prefix, args, layout)
+    processes = {"gateway" if lifecycle else "alerts": port}
+    if lifecycle_port is not None:
+        processes["lifecycle"] = lifecycle_port
     rows = []
     broker_pid = listening_pid(_port(bootstrap))
     try:
@@ -669,9 +711,11 @@ async def measure_alerts(
                         _groups(proc.pid, fleet, broker_pid, lifecycle.pid if lifecycle else None)
                     )
                     sent = (feed.alerts_sent, feed.tracks_sent)
+                    pauses = await gc_pauses(processes)
                     await asyncio.sleep(args.seconds)
                     report = await fleet.report()
                     cpu = window.close()
+                    pauses = pause_delta(pauses, await gc_pauses(processes))
                     await feeding
                     seconds = report["seconds"]
                     row = Row(
@@ -693,6 +737,7 @@ async def measure_alerts(
                         open=report["open"],
                         alert_samples=sum(report["alertMs"].values()),
                         seq_gaps=report["seqGaps"],
+                        gc=pauses,
                         layout=layout,
                         types=dict(report["types"]),
                         type_bytes={
@@ -711,7 +756,7 @@ async def measure_alerts(
                         f"{row.track_p50_ms:.0f} / p99 {row.track_p99_ms:.0f} ms; {_cpu(cpu)}; "
                         f"dropped {row.dropped}, {row.open} open, {row.alert_samples} alert samples, "
                         f"{row.seq_gaps} seq gaps, sent {row.alerts_per_s:.1f} alerts/s "
-                        f"{row.tracks_per_s:.0f} tracks/s; types {row.types}"
+                        f"{row.tracks_per_s:.0f} tracks/s; types {row.types}; gc pauses {row.gc}"
                     )
         finally:
             await fleet.close()

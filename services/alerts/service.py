@@ -51,6 +51,7 @@ from services.alerts.webhooks import WebhookSender
 from services.core.config import DroneSensor, LinderoConfig, RadarSensor
 from services.core.geography import Geography
 from services.core.kafka import KafkaSetupError, ensure_topics
+from services.core.runtime import register_runtime
 from services.core.tokens import Claims, TokenError, verify
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class AlertsService:
         self.config = config
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = AlertsMetrics(self.registry)
+        register_runtime(self.registry)
         self.board = TeamBoard()
         self.store = Store(settings.kafka, self.board, fetch_max_wait_ms=settings.fetch_max_wait_ms)
         self.policy = SharingPolicy(config)

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from services.core.config import LinderoConfig
 from services.core.kafka import KafkaSetupError
+from services.core.runtime import register_runtime
 from services.correlator.metrics import CorrelatorMetrics
 from services.correlator.runner import Correlator
 from services.correlator.settings import CorrelatorSettings
@@ -27,6 +28,7 @@ def create_app(
     """The correlator as an ASGI app whose lifespan runs the Kafka loop."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = CorrelatorMetrics(registry)
+    register_runtime(registry)
     correlator = Correlator(settings, config, metrics)
     stop = asyncio.Event()
 

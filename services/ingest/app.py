@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from schemas.topics import SENSOR_EVENTS, SENSOR_STATUS
 from services.core.config import LinderoConfig
 from services.core.kafka import KafkaSetupError, ensure_topics
+from services.core.runtime import register_runtime
 from services.ingest import openapi, recovery
 from services.ingest.api import EventsEndpoint, Receive, Scope, Send, _token
 from services.ingest.domain.admission import GatewayInfo
@@ -117,6 +118,7 @@ def create_app(
     """The ingest ASGI application for ``settings`` and ``config``."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = IngestMetrics(registry)
+    register_runtime(registry)
     publisher = Publisher(
         settings.kafka,
         max_pending=settings.max_pending_events,
