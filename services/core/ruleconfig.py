@@ -64,7 +64,16 @@ class TrackingConfig(_Section):
         default=1.0, ge=0, description="at most one update per track per interval"
     )
     reorder_window_s: float = Field(
-        default=2.0, ge=0, description="how long events wait for late ones, event time"
+        default=2.0,
+        ge=0,
+        description="how long events wait for late ones, event time, s; with reorder_adaptive, the "
+        "longest wait",
+    )
+    reorder_adaptive: bool = Field(
+        default=True,
+        description="wait only as long as this region's detections needed in the last 5 minutes "
+        "(their largest lateness x 1.25 + 0.1 s, at least 0.2 s); a delay larger than any seen "
+        "then is dropped as late once and widens the window",
     )
 
 

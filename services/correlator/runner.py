@@ -468,9 +468,10 @@ class Correlator:
         counts = {"tentative": 0, "confirmed": 0, "coasting": 0}
         lags = {"events": 0, "status": 0}
         for task in self.tasks:
-            for engine in task.engines.values():
+            for region, engine in task.engines.items():
                 for status, count in engine.tracker.counts().items():
                     counts[status] += count
+                self.metrics.reorder_window.labels(region).set(engine.window.seconds)
             lag = self.processor.lag(task) if self.processor.consumer is not None else None
             lags[task.kind] += lag or 0
         for status, count in counts.items():

@@ -1,11 +1,12 @@
 """One region's correlation, end to end and pure: detections in, track updates and alerts out.
 
 Event-time processing with a bounded reorder window: detections wait in a buffer until event
-time has moved ``reorder_window_s`` past them (the watermark is the newest event time seen, or
-the caller's clock when it is caught up), then go to the tracker in time order, grouped into
+time has moved the window past them (event time's front is the newest event time seen, or the
+caller's clock when it is caught up), then go to the tracker in time order, grouped into
 scans (one sensor, within ``scan_window_s``; a radar scan covers only the sector its beam swept
-meanwhile, see sweep.py). A detection older than the release cursor when it arrives is *late*:
-counted and dropped (feeding it would rewind tracks).
+meanwhile, see sweep.py). The window is ``reorder_window_s``, or with ``reorder_adaptive`` what
+the region's detections needed lately, up to that (reorder.py). A detection older than the
+release cursor when it arrives is *late*: counted and dropped (feeding it would rewind tracks).
 
 Every ``rule_interval_s`` of event time the rules look at the live tracks; the alert book
 turns their findings into alerts. Track updates are rate-limited per track
@@ -38,6 +39,7 @@ from services.correlator.domain.classification import CLASSES, ClassFusion
 from services.correlator.domain.detections import Detection
 from services.correlator.domain.motion import ImmModel
 from services.correlator.domain.region import RegionContext
+from services.correlator.domain.reorder import ReorderWindow
 from services.correlator.domain.rules import (
     Finding,
     TrackRule,
@@ -111,7 +113,10 @@ class RegionEngine:
         self.buffer: list[tuple[float, int, int, Detection]] = []
         self._sequence = 0
         self.watermark_s = -math.inf
+        self.front_s = -math.inf
+        """Where event time stood at the last step: the watermark, or the caller's clock."""
         self.release_s = -math.inf
+        self.window = ReorderWindow(context.tracking.reorder_window_s, context.tracking.reorder_adaptive)
         self.last_rules_s = -math.inf
         self.published: dict[str, float] = {}
         self.published_status: dict[str, str] = {}
@@ -140,6 +145,7 @@ class RegionEngine:
         """
         if detection.event_id in self.recent:
             return False
+        self.window.observe(max(self.front_s, self.watermark_s), detection.time_s)
         if detection.time_s <= self.release_s:
             self.late_total += 1
             return False
@@ -160,8 +166,9 @@ class RegionEngine:
         """Release what the reorder window allows, track it, run the rules; ``now_s`` is the
         caller's clock when it has no backlog (lets a quiet region's time move on)."""
         out = Output()
-        watermark = self.watermark_s if now_s is None else max(self.watermark_s, now_s)
-        release = watermark - self.context.tracking.reorder_window_s
+        front = self.watermark_s if now_s is None else max(self.watermark_s, now_s)
+        self.front_s = max(self.front_s, front)
+        release = front - self.window.seconds
         if release <= self.release_s:
             return out
         ready: list[Detection] = []
@@ -392,7 +399,9 @@ class RegionEngine:
             "rules": {name: rule.state() for name, rule in self.rules.items()},
             "book": self.book.state(),
             "watermark_s": _finite(self.watermark_s),
+            "front_s": _finite(self.front_s),
             "release_s": _finite(self.release_s),
+            "reorder": self.window.state(),
             "last_rules_s": _finite(self.last_rules_s),
             "published": self.published,
             "published_status": self.published_status,
@@ -431,7 +440,9 @@ class RegionEngine:
             "region": self.context.region,
             "tracker": tracker.state_header(),
             "watermark_s": _finite(self.watermark_s),
+            "front_s": _finite(self.front_s),
             "release_s": _finite(self.release_s),
+            "reorder": self.window.state(),
             "last_rules_s": _finite(self.last_rules_s),
             "late_total": self.late_total,
             "beams": self.beams.state(),
@@ -489,6 +500,8 @@ class RegionEngine:
                 engine.rules[name].restore(rule_state)
         engine.book.restore(state.get("book", {}))
         engine.watermark_s = _infinite(state.get("watermark_s"))
+        engine.front_s = _infinite(state.get("front_s"))
+        engine.window.restore(state.get("reorder"))
         engine.release_s = _infinite(state.get("release_s"))
         engine.last_rules_s = _infinite(state.get("last_rules_s"))
         engine.published = dict(state.get("published", {}))

@@ -18,6 +18,7 @@ from services.core.config import LinderoConfig
 from services.correlator.domain.detections import Detection
 from services.correlator.domain.engine import DEDUP_WINDOW_S, Output, RegionEngine
 from services.correlator.domain.region import RegionContext
+from services.correlator.domain.reorder import BUCKET_S, FLOOR_S, HEADROOM, HISTORY_S, MARGIN_S
 from services.correlator.domain.rules import TrackView
 from tests.unit.correlator.worlds import (
     CUCUTA,
@@ -33,6 +34,8 @@ from tests.unit.correlator.worlds import (
 )
 
 Engines = Callable[..., RegionEngine]
+FIXED = {"reorder_adaptive": False}
+"""Tracking settings of a fixed reorder window (reorder_window_s, 2 s)."""
 FAR_UGS = "co-cuc-ugs-01"
 """A ground sensor 10 km from the scenarios' tracks: its trips stay unexplained."""
 
@@ -109,8 +112,8 @@ def wire(outputs: Sequence[Output]) -> list[Any]:
 
 
 def test_events_out_of_order_within_the_window_give_the_same_tracks(make_engine: Engines) -> None:
-    """Arrivals shuffled by up to 1.5 s (window 2 s) are tracked exactly as in time order."""
-    engine = make_engine()
+    """Arrivals shuffled by up to 1.5 s (a fixed window of 2 s) are tracked exactly as in time order."""
+    engine = make_engine(FIXED)
     context = engine.context
     a = walk_towards(beside(context, "CO", 60), beside(context, "VE", 60), 2.0, T0)
     b = walk_towards(
@@ -121,7 +124,7 @@ def test_events_out_of_order_within_the_window_give_the_same_tracks(make_engine:
     shuffled = sorted(detections, key=lambda d: d.time_s + rng.uniform(0.0, 1.5))
     inversions = sum(1 for x, y in itertools.pairwise(shuffled) if y.time_s < x.time_s)
     assert inversions >= 5
-    in_order = make_engine()
+    in_order = make_engine(FIXED)
     out_in_order = feed(in_order, detections)
     out_shuffled = feed(engine, shuffled)
     assert engine.late_total == in_order.late_total == 0
@@ -141,8 +144,8 @@ def test_events_out_of_order_within_the_window_give_the_same_tracks(make_engine:
 
 
 def test_detections_wait_for_the_reorder_window(make_engine: Engines) -> None:
-    """Nothing is processed until event time is 2 s past it; then it is, once."""
-    engine = make_engine()
+    """Nothing is processed until event time is 2 s past it (a fixed window); then it is, once."""
+    engine = make_engine(FIXED)
     _, detections = crossing(engine.context, period_s=1.0)
     engine.add(detections[0])
     assert engine.step().processed == 0
@@ -156,7 +159,7 @@ def test_detections_wait_for_the_reorder_window(make_engine: Engines) -> None:
 
 def test_an_event_older_than_the_release_cursor_is_late_and_dropped(make_engine: Engines) -> None:
     """At or before the release cursor: refused and counted; just after it: still taken in order."""
-    engine = make_engine()
+    engine = make_engine(FIXED)
     _, detections = crossing(engine.context)
     feed(engine, detections[:20])
     release = engine.release_s
@@ -173,6 +176,69 @@ def test_an_event_older_than_the_release_cursor_is_late_and_dropped(make_engine:
     fresh = dataclasses.replace(detections[19], event_id="in-window", time_s=release + 0.5)
     assert engine.add(fresh) is True
     assert engine.late_total == 2
+
+
+def test_the_adaptive_window_waits_only_as_long_as_detections_needed(make_engine: Engines) -> None:
+    """In-order radar scans: the window shrinks from 2 s to its floor; a detection 1 s late is
+    dropped once, widens the window, and the next one as late is taken."""
+    engine = make_engine()
+    _, detections = crossing(engine.context, period_s=1.0)
+    engine.add(detections[0])
+    assert engine.window.seconds == 2.0  # nothing learnt yet: the configured maximum
+    feed(engine, detections[1:20], first_offset=1)
+    assert engine.window.seconds == pytest.approx(FLOOR_S)
+    assert engine.release_s == pytest.approx(detections[19].time_s - FLOOR_S)
+    newest = detections[19].time_s
+    late = dataclasses.replace(detections[18], event_id="late-1", time_s=newest - 1.0)
+    assert engine.add(late) is False
+    assert engine.late_total == 1
+    assert engine.window.seconds == pytest.approx(1.0 * HEADROOM + MARGIN_S)
+    engine.add(dataclasses.replace(detections[20], time_s=newest + 1.0))
+    engine.step()
+    as_late = dataclasses.replace(detections[19], event_id="late-2", time_s=newest + 0.05)
+    assert engine.add(as_late) is True
+    assert engine.late_total == 1
+
+
+def test_the_adaptive_window_forgets_a_delay_after_five_minutes(make_engine: Engines) -> None:
+    """A delay keeps the window wide for ``HISTORY_S`` of event time, then it shrinks again."""
+    engine = make_engine()
+    _, detections = crossing(engine.context, period_s=1.0)
+    feed(engine, detections[:5])
+    engine.add(dataclasses.replace(detections[5], event_id="slow", time_s=detections[4].time_s - 1.5))
+    wide = 1.5 * HEADROOM + MARGIN_S
+    assert engine.window.seconds == pytest.approx(wide)
+    start = detections[4].time_s
+    engine.step(now_s=start + HISTORY_S - BUCKET_S)
+    engine.add(dataclasses.replace(detections[6], event_id="on-time", time_s=start + HISTORY_S - BUCKET_S))
+    assert engine.window.seconds == pytest.approx(wide)
+    engine.step(now_s=start + HISTORY_S + 2 * BUCKET_S)
+    engine.add(dataclasses.replace(detections[7], event_id="later", time_s=start + HISTORY_S + 2 * BUCKET_S))
+    assert engine.window.seconds == pytest.approx(FLOOR_S)
+
+
+def test_the_adaptive_window_never_exceeds_the_configured_one(make_engine: Engines) -> None:
+    engine = make_engine({"reorder_window_s": 0.8})
+    _, detections = crossing(engine.context, period_s=1.0)
+    feed(engine, detections[:5])
+    engine.add(dataclasses.replace(detections[5], event_id="very-late", time_s=detections[4].time_s - 30))
+    assert engine.window.seconds == 0.8
+
+
+def test_the_adaptive_window_survives_a_restore(make_engine: Engines) -> None:
+    """The learnt window and the front are in the state (snapshot and changelog header): a
+    restored engine releases exactly as the one it replaces."""
+    engine = make_engine()
+    _, detections = crossing(engine.context, period_s=1.0)
+    feed(engine, detections[:10])
+    engine.add(dataclasses.replace(detections[10], event_id="slow", time_s=detections[9].time_s - 0.7))
+    engine.step(now_s=detections[9].time_s + 0.3)
+    restored = RegionEngine.restore(engine.context, orjson.loads(orjson.dumps(engine.export_state())))
+    header = engine.changes().header
+    from_log = RegionEngine.from_changelog(engine.context, orjson.loads(orjson.dumps(header)), None, [])
+    for other in (restored, from_log):
+        assert other.window.seconds == engine.window.seconds == pytest.approx(0.7 * HEADROOM + MARGIN_S)
+        assert (other.front_s, other.release_s) == (engine.front_s, engine.release_s)
 
 
 def test_a_repeated_event_id_is_dropped_and_not_counted_late(make_engine: Engines) -> None:
