@@ -4,10 +4,11 @@
     .venv/bin/python bench/e2e.py --duration 60 --rate 1000 --settings defaults
     .venv/bin/python bench/e2e.py --render bench/out/e2e-results.json   # the docs from saved numbers
 
-For each setting (the defaults, then a low-latency one: reorder window 0.6 s, just above the
-gateways' batching of up to 0.5 s so that no detection arrives behind it, and commit intervals
-0.05 s) ingest, the correlator and the alerts service run as processes (services/stack.py) on the
-local broker (started if it is not up) with a fresh topic prefix. This process plays the simulator's
+For each setting (the defaults, then a low-latency one: reorder window at most 0.6 s, just above
+the gateways' batching of up to 0.5 s, and commit intervals 0.05 s; ``fixed-window``, not run by
+default: the defaults until b40cb6c, a fixed 2 s window and one update per track a second)
+ingest, the correlator and the alerts service run as processes (services/stack.py) on the local
+broker (started if it is not up) with a fresh topic prefix. This process plays the simulator's
 scenario of both demo regions at the asked rate through real HTTP, batched per gateway like the
 simulator's poster, and keeps a dashboard websocket (admin token, tracks and alerts) open. After a
 warm-up it measures for ``--duration`` seconds; see bench/_pipeline.py for what a latency is. The
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import datetime as dt
 import json
 import math
@@ -62,10 +62,8 @@ GOAL_RATE = 2_000.0
 SETTINGS = {
     "defaults": DEFAULTS,
     "low-latency": LOW_LATENCY,
-    # Not measured by default: what the per-track publish interval (1 s) costs the low-latency row.
-    "low-latency-publish-0.25": dataclasses.replace(
-        LOW_LATENCY, name="low latency, publish 0.25 s", publish_interval_s=0.25
-    ),
+    # For comparison: the defaults until b40cb6c (a fixed 2 s window, one update per track a second).
+    "fixed-window": Setting("fixed window, publish 1 s", adaptive=False, publish_interval_s=1.0),
 }
 
 
@@ -156,6 +154,7 @@ async def measure(
         "alerts": after["alerts"] - before["alerts"],
         "tracks_end": after["tracks"],
         "lag_end": after["lag"],
+        "window_s": (before["window"], after["window"]),
     }
     return Row(
         setting=setting.name,
@@ -335,17 +334,18 @@ def table(rows: list[Row]) -> str:
         )
     lines += [
         "",
-        "| rate | setting | correlator detections/s | late (dropped)/s | live tracks at the end "
-        "| input lag at the end "
+        "| rate | setting | correlator detections/s | late (dropped)/s | reorder window s (start → end) "
+        "| live tracks at the end | input lag at the end "
         "| track p50 by third of the window ms | dashboard messages/s | alert kinds seen |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         k = r.correlator
         kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(r.alert_kinds.items())) or "none"
         lines.append(
             f"| {r.extra['rate']:,.0f}/s | {r.setting} | {k['detections_per_s']:,.0f} "
-            f"| {k['late_per_s']:,.1f} | {k['tracks_end']:,.0f} "
+            f"| {k['late_per_s']:,.1f} | {' → '.join(f'{s:.2f}' for s in k.get('window_s', ()))} "
+            f"| {k['tracks_end']:,.0f} "
             f"| {k['lag_end']:,.0f} | {' → '.join(ms(v) for v in r.track_p50_thirds_ms)} "
             f"| {r.messages_per_s:,.0f} | {kinds} |"
         )
@@ -454,17 +454,18 @@ def analysis(rows: list[Row]) -> str:
                 )
             )
     parts.append(
-        "- *The floor.* A detection waits in the correlator until event time has moved "
-        "`reorder_window_s` past it (the newest event time seen, or the wall clock when the partition "
-        "is caught up), then for the correlator's next transaction (`LINDERO_CORRELATOR_COMMIT_INTERVAL_S`, "
-        "0.2 s by default; downstream reads committed only); an alert then waits for the lifecycle's "
-        "transaction (`LINDERO_ALERTS_COMMIT_INTERVAL_S`, 0.05 s) and the client's next frame. With the "
-        "default 2 s window and a steady stream (event time only moves with new detections) every "
-        "detection waits at least 2 s, so a p99 under 500 ms is below the floor on any machine; the "
-        "low-latency row lowers "
-        f"the window to {LOW_LATENCY.reorder_window_s:g} s, just above a gateway's own batching (up to "
-        f"{MAX_DELAY_S:g} s: a shorter window would drop the detections of a batch that waited, as late), "
-        "and the commit intervals to 0.05 s."
+        "- *The floor.* A detection waits in the correlator until event time has moved the reorder "
+        "window past it (the newest event time seen, or the wall clock when the partition is caught up), "
+        "then for the publish interval (0.25 s per track by default) and the correlator's next "
+        "transaction (`LINDERO_CORRELATOR_COMMIT_INTERVAL_S`, 0.2 s by default; downstream reads "
+        "committed only); an alert then waits for the lifecycle's transaction "
+        "(`LINDERO_ALERTS_COMMIT_INTERVAL_S`, 0.05 s) and the client's next frame. The adaptive window "
+        "(the default) is the largest lateness of the last 5 minutes × 1.25 + 0.1 s, at most "
+        "`reorder_window_s` (2 s): here a gateway's own batching (up to "
+        f"{MAX_DELAY_S:g} s) plus ingest and Kafka; a detection from a batch that waited that long "
+        "comes after newer ones, so a p99 under 500 ms is below the floor while gateways batch for "
+        f"{MAX_DELAY_S:g} s. The low-latency row caps the window at "
+        f"{LOW_LATENCY.reorder_window_s:g} s and the commit intervals at 0.05 s."
     )
     others = [r.cpu["others"] for r in rows if r.cpu.get("others") == r.cpu.get("others")]
     if others and max(others) < 0.2:

@@ -61,7 +61,10 @@ class TrackingConfig(_Section):
     )
     max_position_sigma_m: float = Field(default=400.0, gt=0, description="lost when more uncertain than this")
     publish_interval_s: float = Field(
-        default=1.0, ge=0, description="at most one update per track per interval"
+        default=0.25,
+        ge=0,
+        description="at most one update per track per interval, s (an update waits for it: 1 s held "
+        "updates 0.4 s on average at 2,000 detections/s; 0.25 s sends ~7% more track messages)",
     )
     reorder_window_s: float = Field(
         default=2.0,
