@@ -208,6 +208,14 @@ class BorderCrossing:
         self.crossings = dict(state.get("crossings", {}))
 
 
+def _duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``2 h 05 min``: as an operator reads a dwell."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
 class RestrictedZone:
     """A track inside a configured restricted zone (one finding per track and zone)."""
 
@@ -234,7 +242,11 @@ class RestrictedZone:
                         kind=AlertKind.RESTRICTED_ZONE,
                         key=key,
                         severity=Severity(zone.severity),
-                        summary=f"{_label(track)} inside restricted zone {zone.name} for {dwell:.0f} s",
+                        summary=(
+                            f"{_label(track)} entered restricted zone {zone.name}"
+                            if dwell < 1
+                            else f"{_label(track)} inside restricted zone {zone.name} for {_duration(dwell)}"
+                        ),
                         details={"zone_id": zone.zone_id, "zone": zone.name, "dwell_s": round(dwell)},
                     )
                 )

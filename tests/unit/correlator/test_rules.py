@@ -262,10 +262,14 @@ def test_entering_a_zone_fires_and_staying_updates_the_dwell(region: Region) -> 
     assert entered.key == f"depot|{track_id(1)}"
     assert entered.severity is Severity.CRITICAL
     assert entered.details == {"zone_id": "depot", "zone": "Zone depot", "dwell_s": 0}
+    assert "entered restricted zone Zone depot" in entered.summary
     staying = only(observe(rule, context, estimate(1, offset(centre, 50), T0 + 40)))
     assert staying.key == entered.key
     assert staying.details["dwell_s"] == 30
-    assert "for 30 s" in staying.summary
+    assert "inside restricted zone Zone depot for 30 s" in staying.summary
+    long_stay = only(observe(rule, context, estimate(1, offset(centre, 60), T0 + 10 + 3_900)))
+    assert long_stay.details["dwell_s"] == 3_900
+    assert long_stay.summary.endswith("for 1 h 05 min")
 
 
 def test_leaving_a_zone_clears_once(region: Region) -> None:
