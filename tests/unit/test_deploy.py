@@ -36,6 +36,7 @@ from services.alerts.settings import AlertsSettings
 from services.core.config import load_config
 from services.core.kafka import KafkaSettings
 from services.core.localkafka import KAFKA_VERSION
+from services.core.runtime import register_runtime
 from services.core.tokens import TokenSettings
 from services.correlator.metrics import CorrelatorMetrics
 from services.correlator.settings import CorrelatorSettings
@@ -663,6 +664,7 @@ def _exported_metrics() -> set[str]:
     IngestMetrics(registry)
     CorrelatorMetrics(registry)
     AlertsMetrics(registry)
+    register_runtime(registry)
     names = set()
     for family in registry.collect():
         suffixes = {
