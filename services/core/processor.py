@@ -216,6 +216,7 @@ class Processor:
             isolation_level="read_committed",
             auto_offset_reset="earliest",
             max_poll_interval_ms=300_000,
+            max_partition_fetch_bytes=FETCH_PARTITION_BYTES,
             **extra,
             **self.kafka.client_options(),
         )
@@ -579,6 +580,12 @@ async def read_latest(
     return latest
 
 
+FETCH_PARTITION_BYTES = 8 * 1024 * 1024
+"""How much one fetch takes of one input partition (aiokafka's default: 1 MiB). In a backlog a
+poll hands over what the fetches brought, so with 1 MiB a commit covered ~2,000 sensor events
+(~0.5 kB each) however large ``max_batch``, and wrote its state (the correlator: a changelog
+record per changed track, every track in a backlog) once per ~2,000 events. 8 MiB lets a poll
+take ``max_batch`` records (~15,000 sensor events at most)."""
 BATCH_BYTES = 512 * 1024
 """Record batches of the transactional producers: well under the brokers' default
 ``max.message.bytes`` (1 MiB) of the output topics; a larger single record (a snapshot) still

@@ -233,3 +233,58 @@ async def test_a_refused_batch_is_written_again_one_record_a_batch(make_kafka: K
     )
     assert values == wave
     assert refused == []
+
+
+class Counting(PartitionTask):
+    """Notes how many records each poll handed over; writes nothing but its offsets."""
+
+    def __init__(self, tps: list[TopicPartition]) -> None:
+        super().__init__(tps)
+        self.sizes: list[int] = []
+
+    def consume(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        self.sizes.append(len(records))
+
+    def step(self, caught_up: bool, wall_s: float, final: bool) -> Batch:
+        return Batch()
+
+
+async def test_a_backlog_is_taken_max_batch_records_a_poll(make_kafka: KafkaFactory) -> None:
+    """3 MB waiting in one partition (more than aiokafka's default fetch of 1 MiB a partition):
+    a poll takes ``max_batch`` records of it, so a backlog is committed in large steps."""
+    kafka = make_kafka(partitions=1)
+    await ensure_topics(kafka, [SENSOR_EVENTS])
+    source = kafka.topics(SENSOR_EVENTS)
+    await topic_partitions(kafka, [source])
+    producer = AIOKafkaProducer(linger_ms=20, max_batch_size=256 * 1024, **kafka.client_options())
+    await producer.start()
+    try:
+        sent = [await producer.send(source, b"x" * 1_000, key=b"k") for _ in range(3_000)]
+        await producer.flush()
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+    tasks: list[Counting] = []
+
+    def task(tps: list[TopicPartition]) -> Counting:
+        tasks.append(Counting(tps))
+        return tasks[-1]
+
+    processor = Processor(
+        kafka, f"count-{uuid.uuid4().hex[:6]}", [source], task, name="count", max_batch=2_500
+    )
+    await processor.start()
+    stop = asyncio.Event()
+    running = asyncio.create_task(processor.run(stop))
+    tp = TopicPartition(source, 0)
+    try:
+
+        async def committed() -> bool:
+            return bool(tasks) and tasks[-1].committed.get(tp) == 3_000
+
+        await wait_until(committed, 60, "the processor to commit 3,000 records")
+    finally:
+        stop.set()
+        await running
+        await processor.stop()
+    assert max(tasks[-1].sizes) == 2_500
