@@ -9,12 +9,14 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 
 from schemas.alerts import AlertKind
 from schemas.tracks import Track, TrackStatus
 from services.core.config import LinderoConfig
+from services.correlator.domain.classification import CLASSES
 from services.correlator.domain.detections import Detection
 from services.correlator.domain.engine import DEDUP_WINDOW_S, Output, RegionEngine
 from services.correlator.domain.region import RegionContext
@@ -361,6 +363,33 @@ def test_a_track_state_the_schema_refuses_is_not_published(make_engine: Engines)
     for change in ({"velocity_north_mps": math.nan}, {"alt_m": 25_000.0}):
         with pytest.raises(ValueError, match="not a valid wire state"):
             engine.to_messages([_changed(estimate, **change)])
+
+
+def test_a_track_message_carries_the_lists_of_its_own_estimate(make_engine: Engines) -> None:
+    """Class probabilities, sensor ids and owners are encoded once and reused: a message still
+    carries its own estimate's, byte for byte what pydantic writes, as they change and change back."""
+    engine = make_engine()
+    _, detections = crossing(engine.context)
+    feed(engine, detections[:4])
+    [estimate] = engine.tracker.estimates()
+    belief = np.roll(estimate.class_probabilities, 1)
+    variants = [
+        estimate,
+        _changed(estimate, class_probabilities=belief),
+        _changed(estimate, sensor_ids=estimate.sensor_ids | {"ve-tac-rdr-1", "co-cuc-ugs-1"}),
+        _changed(estimate, owners=estimate.owners | {("VE", "fanb")}),
+        estimate,
+    ]
+    messages = engine.to_messages(variants) + engine.to_messages(variants[::-1])
+    for variant, message in zip(variants + variants[::-1], messages, strict=True):
+        track = Track.model_validate_json(message, strict=True)
+        assert track.model_dump_json().encode() == message
+        assert track.sensor_ids == sorted(variant.sensor_ids)
+        assert [(o.country, o.agency) for o in track.owners] == sorted(variant.owners)
+        probabilities = {p.target_class.value: p.probability for p in track.class_probabilities}
+        assert probabilities == {
+            name: round(float(p), 4) for name, p in zip(CLASSES, variant.class_probabilities, strict=True)
+        }
 
 
 def _changed(estimate: Any, **fields: Any) -> Any:
