@@ -14,15 +14,17 @@ Angles are radians inside this module's outputs; the records carry degrees.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from schemas.events import DroneEvent, GroundEvent, RadarEvent, SensorEventRecord
+from schemas.events import DroneEvent, GroundEvent, RadarEvent, SensorEventRecord, SensorType
 from services.core.config import DroneSensor, GroundSensor, RadarParams, RadarSensor
 from services.correlator.domain.frames import LocalFrame
 
@@ -42,9 +44,16 @@ _ELEVATION_SIGMA_DEG = 1.0
 """A radar's elevation noise when neither the event nor the sensor says."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Detection:
-    """One measurement of one sensor at one time, in the region's local frame."""
+    """One measurement of one sensor at one time, in the region's local frame.
+
+    Immutable (``z`` and ``covariance`` too when :func:`from_record` made them: arrays shared
+    between detections are read-only). :func:`from_record` builds them through :meth:`_of`, not
+    ``__init__`` (a frozen dataclass sets each of its 14 fields with an ``object.__setattr__``
+    call: a fifth of the cost of converting a record); no ``__slots__``, so that ``_of`` can hand
+    over all fields in one dict.
+    """
 
     event_id: str
     time_s: float
@@ -69,6 +78,14 @@ class Detection:
     alt_sigma_m: float | None = None
     """One sigma of ``alt_m`` (a radar's elevation noise grows with range: ~175 m at 10 km for 1 deg)."""
 
+    @classmethod
+    def _of(cls, fields: dict[str, Any]) -> Detection:
+        """A detection from all its fields by name: what ``cls(**fields)`` gives, several times
+        faster (the dict becomes the instance's ``__dict__``; the caller hands it over)."""
+        detection = object.__new__(cls)
+        object.__setattr__(detection, "__dict__", fields)
+        return detection
+
     def position_en(self) -> tuple[float, float]:
         """A point estimate of where the target is (for rules and initiation)."""
         if self.kind is MeasurementKind.POLAR and self.sensor_en is not None:
@@ -77,13 +94,19 @@ class Detection:
         return float(self.z[0]), float(self.z[1])
 
 
+_SENSOR_TYPES = {kind: kind.value for kind in SensorType}
+
 SensorRegistry = Mapping[str, RadarSensor | DroneSensor | GroundSensor]
 
 
+@functools.lru_cache(maxsize=1 << 12)
 def _diag(*sigmas: float) -> Array:
+    """diag(sigma_i^2), read-only: a sensor's sigmas repeat from event to event, so detections
+    share their covariance."""
     covariance = np.zeros((len(sigmas), len(sigmas)))
     for i, sigma in enumerate(sigmas):
         covariance[i, i] = sigma * sigma
+    covariance.flags.writeable = False
     return covariance
 
 
@@ -124,21 +147,24 @@ def _detection(
     alt_sigma_m: float | None = None,
 ) -> Detection:
     event = record.event
-    return Detection(
-        event_id=str(event.event_id),
-        time_s=event.time.timestamp(),
-        region=record.region,
-        sensor_id=event.sensor_id,
-        sensor_type=event.sensor_type.value,
-        owner=(record.owner.country, record.owner.agency),
-        kind=kind,
-        z=z,
-        covariance=covariance,
-        sensor_en=sensor_en,
-        target_class=target_class,
-        confidence=confidence,
-        alt_m=alt_m,
-        alt_sigma_m=alt_sigma_m,
+    owner = record.owner
+    return Detection._of(
+        {
+            "event_id": str(event.event_id),
+            "time_s": event.time.timestamp(),
+            "region": record.region,
+            "sensor_id": event.sensor_id,
+            "sensor_type": _SENSOR_TYPES[event.sensor_type],
+            "owner": (owner.country, owner.agency),
+            "kind": kind,
+            "z": z,
+            "covariance": covariance,
+            "sensor_en": sensor_en,
+            "target_class": target_class,
+            "confidence": confidence,
+            "alt_m": alt_m,
+            "alt_sigma_m": alt_sigma_m,
+        }
     )
 
 
@@ -164,7 +190,7 @@ def _radar(
         raise ValueError(f"radar {event.sensor_id} reported polar data without a known site")
     if event.range_m is None or event.bearing_deg is None:
         raise ValueError(f"radar event {event.event_id} has neither a plot nor range and bearing")
-    site_e, site_n, _ = frame.point_to_enu(site.lat, site.lon, site.alt_m or 0.0)
+    site_e, site_n = frame.site_en(site.lat, site.lon, site.alt_m or 0.0)
     range_sigma = event.range_sigma_m or (params.range_sigma_m if params else 15.0)
     bearing_sigma = math.radians(event.bearing_sigma_deg or (params.bearing_sigma_deg if params else 0.6))
     alt_m = alt_sigma_m = None
@@ -187,7 +213,7 @@ def _radar(
         MeasurementKind.POLAR,
         z,
         covariance,
-        sensor_en=(float(site_e), float(site_n)),
+        sensor_en=(site_e, site_n),
         target_class=target_class,
         confidence=event.confidence,
         alt_m=alt_m,

@@ -23,6 +23,9 @@ WGS84_EP2 = WGS84_E2 / (1.0 - WGS84_E2)
 
 Array = NDArray[np.float64]
 
+SITES = 4_096
+"""Sensor sites a frame remembers in east-north (:meth:`LocalFrame.site_en`)."""
+
 
 def geodetic_to_ecef(
     lat_deg: ArrayLike, lon_deg: ArrayLike, alt_m: ArrayLike = 0.0
@@ -76,6 +79,9 @@ class LocalFrame:
     _rotation: Array = field(init=False, repr=False, compare=False)
     _origin_xyz: tuple[float, float, float] = field(init=False, repr=False, compare=False)
     _rotation_rows: tuple[tuple[float, float, float], ...] = field(init=False, repr=False, compare=False)
+    _sites: dict[tuple[float, float, float], tuple[float, float]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         lat, lon = np.radians(self.lat0_deg), np.radians(self.lon0_deg)
@@ -91,6 +97,7 @@ class LocalFrame:
         object.__setattr__(self, "_rotation", rotation)
         object.__setattr__(self, "_origin_xyz", tuple(float(v) for v in origin))
         object.__setattr__(self, "_rotation_rows", tuple(tuple(float(v) for v in row) for row in rotation))
+        object.__setattr__(self, "_sites", {})
 
     def to_enu(
         self, lat_deg: ArrayLike, lon_deg: ArrayLike, alt_m: ArrayLike = 0.0
@@ -117,6 +124,18 @@ class LocalFrame:
             r10 * dx + r11 * dy + r12 * dz,
             r20 * dx + r21 * dy + r22 * dz,
         )
+
+    def site_en(self, lat_deg: float, lon_deg: float, alt_m: float = 0.0) -> tuple[float, float]:
+        """East and north (m) of a sensor site: :meth:`point_to_enu`, remembered (a radar reports
+        its site with every detection; the first ``SITES`` sites are kept)."""
+        key = (lat_deg, lon_deg, alt_m)
+        found = self._sites.get(key)
+        if found is None:
+            east, north, _ = self.point_to_enu(lat_deg, lon_deg, alt_m)
+            found = (float(east), float(north))
+            if len(self._sites) < SITES:
+                self._sites[key] = found
+        return found
 
     def to_wgs84(
         self, east_m: ArrayLike, north_m: ArrayLike, up_m: ArrayLike = 0.0

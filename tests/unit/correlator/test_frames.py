@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.correlator.domain.frames import LocalFrame, ecef_to_geodetic, geodetic_to_ecef
+from services.correlator.domain.frames import SITES, LocalFrame, ecef_to_geodetic, geodetic_to_ecef
 
 NEARBY_POINTS = {
     "lat0": st.floats(-80, 80),
@@ -87,3 +87,17 @@ def test_vectorised() -> None:
     back_lat, back_lon, _ = frame.to_wgs84(e, n, u)
     assert np.allclose(back_lat, lat, atol=1e-9)
     assert np.allclose(back_lon, lon, atol=1e-9)
+
+
+def test_a_site_is_converted_once_and_remembered() -> None:
+    """site_en is point_to_enu's east and north as plain floats, the same from memory; a frame
+    stops remembering beyond SITES sites and still converts."""
+    frame = LocalFrame(7.9, -72.5, 300.0)
+    east, north, _ = frame.point_to_enu(7.95, -72.45, 310.0)
+    first = frame.site_en(7.95, -72.45, 310.0)
+    assert first == (east, north)
+    assert all(type(v) is float for v in first)
+    assert frame.site_en(7.95, -72.45, 310.0) is first
+    many = [frame.site_en(7.9 + k * 1e-4, -72.5, 0.0) for k in range(SITES + 10)]
+    assert len(frame._sites) == SITES
+    assert many[-1] == frame.point_to_enu(7.9 + (SITES + 9) * 1e-4, -72.5, 0.0)[:2]
