@@ -76,6 +76,7 @@ from services.correlator.domain.alertbook import AlertBook
 from services.correlator.domain.detections import from_record
 from services.correlator.domain.engine import EngineChanges, Output, RegionEngine
 from services.correlator.domain.health import SensorHealth
+from services.correlator.domain.records import polar_detection
 from services.correlator.domain.region import RegionContext
 from services.correlator.metrics import CorrelatorMetrics
 from services.correlator.settings import CorrelatorSettings
@@ -263,27 +264,33 @@ class CorrelatorTask(PartitionTask):
     def _event(self, record: Any) -> None:
         if record.value is None:
             raise PoisonRecord("empty", "no value")
-        try:
-            parsed = SensorEventRecord.model_validate_json(record.value)
-        except ValidationError as exc:
-            raise PoisonRecord("invalid", str(exc)[:500]) from exc
-        context = self.runner.contexts.get(parsed.region)
-        if context is None:
-            raise PoisonRecord("unknown_region", parsed.region)
-        try:
-            detection = from_record(parsed, context.frame, self.runner.config.sensors_by_id)
-        except (ValueError, TypeError) as exc:
-            raise PoisonRecord("unusable", str(exc)) from exc
-        engine = self.engines.get(parsed.region)
+        runner = self.runner
+        # Most records are polar radar detections, read without pydantic; every other record
+        # (and any the fast path cannot decide) is validated by the schema as always.
+        detection = polar_detection(record.value, runner.frames, runner.config.sensors_by_id)
+        if detection is None:
+            try:
+                parsed = SensorEventRecord.model_validate_json(record.value)
+            except ValidationError as exc:
+                raise PoisonRecord("invalid", str(exc)[:500]) from exc
+            context = runner.contexts.get(parsed.region)
+            if context is None:
+                raise PoisonRecord("unknown_region", parsed.region)
+            try:
+                detection = from_record(parsed, context.frame, runner.config.sensors_by_id)
+            except (ValueError, TypeError) as exc:
+                raise PoisonRecord("unusable", str(exc)) from exc
+        region = detection.region
+        engine = self.engines.get(region)
         if engine is None:
-            engine = self.engines[parsed.region] = RegionEngine(context)
+            engine = self.engines[region] = RegionEngine(runner.contexts[region])
         before_late = engine.late_total
         if engine.add(detection, record.offset):
             return
         if engine.late_total > before_late:
-            self.runner.metrics.late.inc()
+            runner.metrics.late.inc()
         else:
-            self.runner.metrics.duplicates.inc()
+            runner.metrics.duplicates.inc()
 
     def _status(self, record: Any) -> None:
         if record.value is None:
@@ -397,6 +404,7 @@ class Correlator:
         if geography is None and config.geography_path is not None:
             geography = Geography.load(config.geography_path)
         self.contexts = {r.id: RegionContext.build(config, geography, r.id) for r in config.regions}
+        self.frames = {region: context.frame for region, context in self.contexts.items()}
         self.names = settings.kafka.topics
         self.status_partitions = 0
         self.processor = Processor(
