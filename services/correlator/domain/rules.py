@@ -73,6 +73,29 @@ class TrackView:
     def track_id(self) -> str:
         return self.track.track_id
 
+    @classmethod
+    def _of(
+        cls,
+        track: TrackEstimate,
+        jurisdiction: str | None,
+        border_distance_m: float,
+        zones: tuple[ZoneArea, ...],
+    ) -> TrackView:
+        """``cls(...)`` without a frozen dataclass's ``object.__setattr__`` per field (the rules
+        view every live track once a second of event time)."""
+        view = object.__new__(cls)
+        object.__setattr__(
+            view,
+            "__dict__",
+            {
+                "track": track,
+                "jurisdiction": jurisdiction,
+                "border_distance_m": border_distance_m,
+                "zones": zones,
+            },
+        )
+        return view
+
 
 def views(context: RegionContext, tracks: Sequence[TrackEstimate]) -> list[TrackView]:
     """Attach jurisdiction, border distance and zones to tracks (vectorised)."""
@@ -81,10 +104,11 @@ def views(context: RegionContext, tracks: Sequence[TrackEstimate]) -> list[Track
     east = np.array([t.east_m for t in tracks])
     north = np.array([t.north_m for t in tracks])
     countries = context.jurisdiction(east, north)
-    distances = context.border_distance(east, north)
+    distances = context.border_distance(east, north).tolist()
     zones = context.zones_containing(east, north)
     return [
-        TrackView(track, countries[i], float(distances[i]), tuple(zones[i])) for i, track in enumerate(tracks)
+        TrackView._of(track, country, distance, tuple(inside))
+        for track, country, distance, inside in zip(tracks, countries, distances, zones, strict=True)
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from services.correlator.domain.rules import (
     Rendezvous,
     RestrictedZone,
     TrackRule,
+    TrackView,
     UncorroboratedTrips,
     track_rules,
     views,
@@ -948,3 +950,21 @@ def test_speed_limit_is_checked_against_two_sigma(region: Region) -> None:
         rule = ImplausibleSpeed(context, context.rules)
         observe(rule, context, runner(1, T0, speed, speed_sigma_mps=2.5))
         assert len(observe(rule, context, runner(1, T0 + 10, speed, speed_sigma_mps=2.5))) == expected
+
+
+def test_views_are_frozen_dataclasses_equal_to_their_fields(demo_config: LinderoConfig) -> None:
+    """A view is what TrackView(...) makes of the country, border distance and zones it holds."""
+    context = context_of(demo_config)
+    tracks = [estimate(1, beside(context, "CO", 300)), estimate(2, beside(context, "VE", 900))]
+    found = views(context, tracks)
+    for track, view in zip(tracks, found, strict=True):
+        assert view == TrackView(
+            track, country_at(context, (track.east_m, track.north_m)), view.border_distance_m, view.zones
+        )
+        assert view.border_distance_m == pytest.approx(
+            border_distance_at(context, (track.east_m, track.north_m))
+        )
+        assert type(view.border_distance_m) is float
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            view.jurisdiction = "XX"  # type: ignore[misc]
+    assert [v.jurisdiction for v in found] == ["CO", "VE"]
