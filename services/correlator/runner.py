@@ -78,7 +78,7 @@ from services.correlator.domain.engine import EngineChanges, Output, RegionEngin
 from services.correlator.domain.health import SensorHealth
 from services.correlator.domain.records import polar_detection
 from services.correlator.domain.region import RegionContext
-from services.correlator.metrics import CorrelatorMetrics
+from services.correlator.metrics import CorrelatorMetrics, observe_all
 from services.correlator.settings import CorrelatorSettings
 
 log = logging.getLogger(__name__)
@@ -509,8 +509,7 @@ class Correlator:
         self.metrics.state_bytes.observe(state_bytes)
         self.metrics.detections.inc(output.processed)
         self.metrics.track_updates.inc(len(output.tracks))
-        for held_s in output.held_s:
-            self.metrics.held.observe(held_s)
+        observe_all(self.metrics.held, output.held_s)
         log.debug(
             "committed %s tracks, %s alerts, %s detections",
             len(output.tracks),
