@@ -67,9 +67,9 @@ class BeamFollower:
         """
         if not detections:
             return None
-        times = [d.time_s for d in detections]
+        times = np.array([d.time_s for d in detections])
         positions = np.array([d.position_en() for d in detections])
-        bearings = np.arctan2(positions[:, 0] - site_en[0], positions[:, 1] - site_en[1]).tolist()
+        bearings = np.arctan2(positions[:, 0] - site_en[0], positions[:, 1] - site_en[1])
         rate = TWO_PI / scan_period_s if scan_period_s else 0.0
         previous = self.last.get(key) if rate else None
         if previous is not None and times[0] < previous[0]:
@@ -77,16 +77,17 @@ class BeamFollower:
         if previous is not None:
             t_prev, u = previous
         else:
-            t_prev, u = times[0], bearings[0]
-        low = high = u
-        b_prev = u
-        for t, b in zip(times, bearings, strict=True):
-            expected = rate * max(0.0, t - t_prev)
-            u += expected + _wrap(b - b_prev - expected)
-            low, high = min(low, u), max(high, u)
-            t_prev, b_prev = t, b
-        self.last[key] = (times[-1], _wrap(bearings[-1]))
-        if high - low >= TWO_PI or (previous is not None and rate * (times[-1] - previous[0]) >= TWO_PI):
+            t_prev, u = float(times[0]), float(bearings[0])
+        # The unwrapping above, for all detections at once: np.remainder is Python's %, and a
+        # cumulative sum adds in the same order as the loop did (the same floats, bit for bit).
+        expected = rate * np.maximum(0.0, np.diff(times, prepend=t_prev))
+        turned = bearings - np.concatenate(([u], bearings[:-1])) - expected
+        steps = expected + (math.pi - np.remainder(math.pi - turned, TWO_PI))
+        unwrapped = np.cumsum(np.concatenate(([u], steps)))
+        low, high = float(unwrapped.min()), float(unwrapped.max())
+        times_end, bearing_end = float(times[-1]), float(bearings[-1])
+        self.last[key] = (times_end, _wrap(bearing_end))
+        if high - low >= TWO_PI or (previous is not None and rate * (times_end - previous[0]) >= TWO_PI):
             return Coverage(site_en, radius_m)
         return Coverage(
             site_en,

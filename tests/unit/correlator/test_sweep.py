@@ -256,3 +256,53 @@ def test_a_restored_engine_goes_on_following_the_beam(cucuta: RegionContext) -> 
     [partial] = [_degrees(scan.coverage) for scan in forgetful._scans(after)]
     assert partial is not None
     assert partial[1] < expected[1]
+
+
+def _looped(
+    follower: BeamFollower, key: str, period_s: float | None, detections: list[Detection]
+) -> Coverage | None:
+    """BeamFollower.coverage as it was written before it was vectorised: one detection at a time."""
+    times = [d.time_s for d in detections]
+    positions = np.array([d.position_en() for d in detections])
+    bearings = np.arctan2(positions[:, 0] - SITE[0], positions[:, 1] - SITE[1]).tolist()
+    rate = 2.0 * math.pi / period_s if period_s else 0.0
+    previous = follower.last.get(key) if rate else None
+    if previous is not None and times[0] < previous[0]:
+        previous = None
+    t_prev, u = previous if previous is not None else (times[0], bearings[0])
+    low = high = b_prev = u
+    for t, b in zip(times, bearings, strict=True):
+        expected = rate * max(0.0, t - t_prev)
+        u += expected + (math.pi - (math.pi - (b - b_prev - expected)) % (2.0 * math.pi))
+        low, high = min(low, u), max(high, u)
+        t_prev, b_prev = t, b
+    wrap = math.pi - (math.pi - bearings[-1]) % (2.0 * math.pi)
+    follower.last[key] = (times[-1], wrap)
+    if high - low >= 2.0 * math.pi or (
+        previous is not None and rate * (times[-1] - previous[0]) >= 2.0 * math.pi
+    ):
+        return Coverage(SITE, 12_000.0)
+    start = (math.pi - (math.pi - low) % (2.0 * math.pi)) % (2.0 * math.pi)
+    return Coverage(SITE, 12_000.0, start, high - low, follower.margin_rad, follower.margin_m)
+
+
+@pytest.mark.parametrize("period_s", [2.0, None])
+def test_the_swept_sector_is_the_one_the_detection_by_detection_unwrapping_finds(
+    period_s: float | None,
+) -> None:
+    """Random scans of a turning beam (some jumping back, some spanning a revolution): the same
+    sectors, bit for bit, and the same remembered beam, scan after scan."""
+    rng = np.random.default_rng(11)
+    vectorised, looped = BeamFollower(), BeamFollower()
+    time_s, bearing = T0, 10.0
+    for n in range(300):
+        count = int(rng.integers(1, 40))
+        scan = []
+        for k in range(count):
+            time_s += float(rng.exponential(0.02)) - (0.5 if n % 37 == 5 and k == 0 else 0.0)
+            bearing = (bearing + float(rng.normal(3.6, 40.0 if n % 11 == 0 else 0.8))) % 360.0
+            scan.append(_plot(f"{n}-{k}", time_s, bearing, float(rng.uniform(100.0, 11_000.0))))
+        expected = _looped(looped, "r", period_s, scan)
+        found = vectorised.coverage("r", SITE, 12_000.0, period_s, scan)
+        assert found == expected
+        assert vectorised.last == looped.last
