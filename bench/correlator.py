@@ -1126,7 +1126,9 @@ alarms), and `advance` runs once a second. Timed after a 20 s warm-up, once the 
 {speed_table(results.core)}
 
 **Throughput of one correlator process** (`python -m services.correlator`, the real thing: Kafka
-consumer, `SensorEventRecord` parsing, `from_record`, the `RegionEngine`, one transaction per
+consumer, record parsing (polar radar records by the correlator's fast path,
+services/correlator/domain/records.py; any other by `SensorEventRecord` and `from_record`, which
+give the same detections), the `RegionEngine`, one transaction per
 commit interval with the track updates, alerts, the partition's full snapshot and the input
 offset). The same synthetic loads, turned into the records ingest writes (radar plots as polar
 radar events of the same radars, the drones' points and the ground sensors' trips as events of
