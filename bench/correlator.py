@@ -154,8 +154,8 @@ class _NoMissEngine(RegionEngine):
 def run_lindero(scenario: AccuracyScenario, name: str, engine_type: type[RegionEngine]) -> Run:
     """Feed the engine second by second; after each step read the live tracks at that second.
 
-    Detections up to evaluation time ``t`` are added, then ``step(t + reorder_window_s)`` releases
-    exactly those (nothing arrives late, nothing is held back) and runs tracker, rules and
+    Detections up to evaluation time ``t`` are added, then ``step(t + the engine's reorder window)``
+    releases exactly those (nothing arrives late, nothing is held back) and runs tracker, rules and
     publishing as the Kafka loop would. The clock covers add, step and the 1 Hz read-out.
     """
     engine = engine_type(scenario.context)
@@ -173,7 +173,6 @@ def run_lindero(scenario: AccuracyScenario, name: str, engine_type: type[RegionE
 
     tracker.process = recorded_process  # type: ignore[method-assign]
     tracker.advance = recorded_advance  # type: ignore[method-assign]
-    window = scenario.context.tracking.reorder_window_s
     detections = scenario.detections
     outputs: list[TrackPoints] = []
     used = 0
@@ -183,7 +182,7 @@ def run_lindero(scenario: AccuracyScenario, name: str, engine_type: type[RegionE
             while used < len(detections) and detections[used].time_s <= time_s:
                 engine.add(detections[used])
                 used += 1
-            engine.step(time_s + window)
+            engine.step(time_s + engine.window.seconds)  # (adaptive: what it learnt so far)
             live = engine.tracker.estimates(at_s=time_s, statuses=LIVE)
         calls.append(("read", time_s, None))
         outputs.append([(e.track_id, e.east_m, e.north_m) for e in live])

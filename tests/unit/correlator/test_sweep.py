@@ -205,7 +205,7 @@ def _run(engine: RegionEngine, detections: list[Detection], per_detection: bool)
         while used < len(detections) and detections[used].time_s <= second:
             engine.add(detections[used])
             used += 1
-        engine.step(second + engine.context.tracking.reorder_window_s)
+        engine.step(second + engine.window.seconds)
         second += 1.0
 
 
