@@ -168,6 +168,43 @@ def _detection(
     )
 
 
+def polar_measurement(
+    range_m: float,
+    bearing_deg: float,
+    site_alt_m: float,
+    params: RadarParams | None,
+    *,
+    range_sigma_m: float | None = None,
+    bearing_sigma_deg: float | None = None,
+    elevation_deg: float | None = None,
+    elevation_sigma_deg: float | None = None,
+    radial_velocity_mps: float | None = None,
+    radial_velocity_sigma_mps: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, float | None, float | None]:
+    """A radar's range and bearing (and elevation, radial velocity when given) as the tracker's
+    polar measurement: (z, covariance, altitude, altitude sigma). Sigmas not given come from the
+    radar's configuration, else the defaults. Used by :func:`from_record` and by the fast path
+    of records.py."""
+    range_sigma = float(range_sigma_m or (params.range_sigma_m if params else 15.0))
+    bearing_sigma = math.radians(bearing_sigma_deg or (params.bearing_sigma_deg if params else 0.6))
+    alt_m = alt_sigma_m = None
+    ground_range = float(range_m)
+    if elevation_deg is not None:
+        elevation = math.radians(elevation_deg)
+        elevation_sigma = math.radians(elevation_sigma_deg or _ELEVATION_SIGMA_DEG)
+        ground_range = range_m * math.cos(elevation)
+        alt_m = site_alt_m + range_m * math.sin(elevation)
+        alt_sigma_m = math.hypot(ground_range * elevation_sigma, math.sin(elevation) * range_sigma)
+    if radial_velocity_mps is not None:
+        velocity_sigma = float(radial_velocity_sigma_mps or 1.0)
+        z = np.array([ground_range, math.radians(bearing_deg), radial_velocity_mps], dtype=np.float64)
+        covariance = _diag(range_sigma, bearing_sigma, velocity_sigma)
+    else:
+        z = np.array([ground_range, math.radians(bearing_deg)], dtype=np.float64)
+        covariance = _diag(range_sigma, bearing_sigma)
+    return z, covariance, alt_m, alt_sigma_m
+
+
 def _radar(
     record: SensorEventRecord, event: RadarEvent, frame: LocalFrame, params: RadarParams | None
 ) -> Detection:
@@ -191,23 +228,18 @@ def _radar(
     if event.range_m is None or event.bearing_deg is None:
         raise ValueError(f"radar event {event.event_id} has neither a plot nor range and bearing")
     site_e, site_n = frame.site_en(site.lat, site.lon, site.alt_m or 0.0)
-    range_sigma = event.range_sigma_m or (params.range_sigma_m if params else 15.0)
-    bearing_sigma = math.radians(event.bearing_sigma_deg or (params.bearing_sigma_deg if params else 0.6))
-    alt_m = alt_sigma_m = None
-    ground_range = event.range_m
-    if event.elevation_deg is not None:
-        elevation = math.radians(event.elevation_deg)
-        elevation_sigma = math.radians(event.elevation_sigma_deg or _ELEVATION_SIGMA_DEG)
-        ground_range = event.range_m * math.cos(elevation)
-        alt_m = (site.alt_m or 0.0) + event.range_m * math.sin(elevation)
-        alt_sigma_m = math.hypot(ground_range * elevation_sigma, math.sin(elevation) * range_sigma)
-    if event.radial_velocity_mps is not None:
-        velocity_sigma = event.radial_velocity_sigma_mps or 1.0
-        z = np.array([ground_range, math.radians(event.bearing_deg), event.radial_velocity_mps])
-        covariance = _diag(range_sigma, bearing_sigma, velocity_sigma)
-    else:
-        z = np.array([ground_range, math.radians(event.bearing_deg)])
-        covariance = _diag(range_sigma, bearing_sigma)
+    z, covariance, alt_m, alt_sigma_m = polar_measurement(
+        event.range_m,
+        event.bearing_deg,
+        site.alt_m or 0.0,
+        params,
+        range_sigma_m=event.range_sigma_m,
+        bearing_sigma_deg=event.bearing_sigma_deg,
+        elevation_deg=event.elevation_deg,
+        elevation_sigma_deg=event.elevation_sigma_deg,
+        radial_velocity_mps=event.radial_velocity_mps,
+        radial_velocity_sigma_mps=event.radial_velocity_sigma_mps,
+    )
     return _detection(
         record,
         MeasurementKind.POLAR,

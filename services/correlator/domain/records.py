@@ -25,7 +25,6 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
 import orjson
 from pydantic import BaseModel
 
@@ -33,11 +32,10 @@ from schemas.common import Owner, Position, TargetClass
 from schemas.events import IngestStamp, RadarEvent, SensorType
 from services.core.config import RadarSensor
 from services.correlator.domain.detections import (
-    _ELEVATION_SIGMA_DEG,
     Detection,
     MeasurementKind,
     SensorRegistry,
-    _diag,
+    polar_measurement,
 )
 from services.correlator.domain.frames import LocalFrame
 
@@ -250,31 +248,20 @@ def polar_detection(
     sensor_id = event["sensor_id"]
     config = sensors.get(sensor_id)
     params = config.radar if isinstance(config, RadarSensor) else None
-    # From here on: detections.from_record's _radar, on plain values.
     site_alt_m = site[2] or 0.0
     site_e, site_n = frame.site_en(site[0], site[1], site_alt_m)
-    range_m = float(range_m)
-    range_sigma = float(numbers["range_sigma_m"] or (params.range_sigma_m if params else 15.0))
-    bearing_sigma = math.radians(
-        numbers["bearing_sigma_deg"] or (params.bearing_sigma_deg if params else 0.6)
+    z, covariance, alt_m, alt_sigma_m = polar_measurement(
+        float(range_m),
+        bearing_deg,
+        site_alt_m,
+        params,
+        range_sigma_m=numbers["range_sigma_m"],
+        bearing_sigma_deg=numbers["bearing_sigma_deg"],
+        elevation_deg=numbers["elevation_deg"],
+        elevation_sigma_deg=numbers["elevation_sigma_deg"],
+        radial_velocity_mps=numbers["radial_velocity_mps"],
+        radial_velocity_sigma_mps=numbers["radial_velocity_sigma_mps"],
     )
-    alt_m = alt_sigma_m = None
-    ground_range = range_m
-    elevation_deg = numbers["elevation_deg"]
-    if elevation_deg is not None:
-        elevation = math.radians(elevation_deg)
-        elevation_sigma = math.radians(numbers["elevation_sigma_deg"] or _ELEVATION_SIGMA_DEG)
-        ground_range = range_m * math.cos(elevation)
-        alt_m = site_alt_m + range_m * math.sin(elevation)
-        alt_sigma_m = math.hypot(ground_range * elevation_sigma, math.sin(elevation) * range_sigma)
-    radial_velocity = numbers["radial_velocity_mps"]
-    if radial_velocity is not None:
-        velocity_sigma = float(numbers["radial_velocity_sigma_mps"] or 1.0)
-        z = np.array([ground_range, math.radians(bearing_deg), radial_velocity], dtype=np.float64)
-        covariance = _diag(range_sigma, bearing_sigma, velocity_sigma)
-    else:
-        z = np.array([ground_range, math.radians(bearing_deg)], dtype=np.float64)
-        covariance = _diag(range_sigma, bearing_sigma)
     confidence = numbers["confidence"]
     return Detection._of(
         {
