@@ -38,7 +38,7 @@ from scipy.spatial import cKDTree
 from schemas.tracks import TrackStatus
 from services.correlator.domain.association import associate, gate_threshold
 from services.correlator.domain.classification import CLASSES, ClassFusion
-from services.correlator.domain.detections import Detection, MeasurementKind
+from services.correlator.domain.detections import Detection, MeasurementKind, of_fields
 from services.correlator.domain.filters import (
     ImmPrediction,
     combine,
@@ -186,11 +186,7 @@ class TrackEstimate:
 
     @classmethod
     def _of(cls, fields: dict[str, Any]) -> TrackEstimate:
-        """An estimate from all its fields by name: what ``cls(**fields)`` gives, several times
-        faster (the dict becomes the instance's ``__dict__``; the caller hands it over)."""
-        estimate = object.__new__(cls)
-        object.__setattr__(estimate, "__dict__", fields)
-        return estimate
+        return of_fields(cls, fields)
 
     @property
     def speed_mps(self) -> float:
