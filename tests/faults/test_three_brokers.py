@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError, NodeNotReadyError, RequestTimedOutError
 
 from schemas.topics import SENSOR_EVENTS
 from services.core.kafka import KafkaSettings
@@ -33,14 +34,23 @@ FAST_FAILOVER = {"broker.session.timeout.ms": "6000", "broker.heartbeat.interval
 
 
 async def replicas(kafka: KafkaSettings, topic: str) -> dict[int, dict[str, Any]]:
-    """Partition -> its leader, replicas and in-sync replicas, as the cluster describes them."""
-    admin = AIOKafkaAdminClient(**kafka.client_options())
-    await admin.start()
-    try:
-        described = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    return {p["partition"]: p for p in described[0]["partitions"]}
+    """Partition -> its leader, replicas and in-sync replicas, as the cluster describes them.
+
+    The admin client asks a random broker, which may be the one just killed or still starting:
+    it asks again, for up to 30 s."""
+    deadline = time.monotonic() + 30.0
+    while True:
+        admin = AIOKafkaAdminClient(**kafka.client_options())
+        try:
+            await admin.start()
+            described = await admin.describe_topics([topic])
+            return {p["partition"]: p for p in described[0]["partitions"]}
+        except (KafkaConnectionError, NodeNotReadyError, RequestTimedOutError):
+            if time.monotonic() > deadline:
+                raise
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.5)
 
 
 class Load:
