@@ -8,10 +8,11 @@ meanwhile, see sweep.py). The window is ``reorder_window_s``, or with ``reorder_
 the region's detections needed lately, up to that (reorder.py). A detection older than the
 release cursor when it arrives is *late*: counted and dropped (feeding it would rewind tracks).
 
-Every ``rule_interval_s`` of event time the rules look at the live tracks; the alert book
-turns their findings into alerts. Track updates are rate-limited per track
-(``publish_interval_s``); status changes are published at once; a track that ends is published
-``lost`` and then deleted (a tombstone).
+Every ``RULE_INTERVAL_S`` of event time the rules look at the live tracks; in between, the
+rules whose verdict on a track depends on that track alone (a crossing, a zone entry) look at
+each track that changed, at every step. The alert book turns their findings into alerts.
+Track updates are rate-limited per track (``publish_interval_s``); status changes are
+published at once; a track that ends is published ``lost`` and then deleted (a tombstone).
 
 The whole state (tracks, rules, alert book, cursors) exports to a JSON-ready dict, so a
 correlator resumes after a crash or a rebalance exactly where its last transaction left it.
@@ -218,6 +219,8 @@ class RegionEngine:
             self.rules_dirty = True
             self.last_rules_s = now_s
             self._run_rules(now_s, out)
+        else:
+            self._run_per_track_rules(changed, ended, now_s, out)
         self._publish(changed, ended, now_s, out)
 
     def _scans(self, detections: Sequence[Detection]) -> list[Scan]:
@@ -267,12 +270,35 @@ class RegionEngine:
 
     def _run_rules(self, now_s: float, out: Output) -> None:
         live = self.tracker.estimates(at_s=None, statuses=(TrackStatus.CONFIRMED, TrackStatus.COASTING))
+        self._apply_rules(self.rules, live, now_s, out)
+        self.book.expire(now_s)
+
+    def _run_per_track_rules(
+        self, changed: dict[str, TrackEstimate], ended: list[TrackEstimate], now_s: float, out: Output
+    ) -> None:
+        """Between two runs of every rule, the per-track rules look at the tracks that changed,
+        so a crossing or a zone entry is alerted when its detection is released, not up to
+        ``RULE_INTERVAL_S`` later."""
+        gone = {t.track_id for t in ended}
+        live = [
+            t
+            for t in changed.values()
+            if t.status in (TrackStatus.CONFIRMED, TrackStatus.COASTING) and t.track_id not in gone
+        ]
+        if not live:
+            return
+        self.rules_dirty = True
+        self._apply_rules({n: r for n, r in self.rules.items() if r.per_track}, live, now_s, out)
+
+    def _apply_rules(
+        self, rules: dict[str, TrackRule], live: list[TrackEstimate], now_s: float, out: Output
+    ) -> None:
         # In track id order, not the tracker's slot order (which a restored tracker lays out
         # differently): what the rules see, and so what they report, must not depend on it.
         live.sort(key=lambda t: t.track_id)
         track_views: list[TrackView] = views(self.context, live)
         findings: list[Finding] = []
-        for name, rule in self.rules.items():
+        for name, rule in rules.items():
             try:
                 findings.extend(rule.observe(track_views, now_s))
             except Exception as exc:  # noqa: BLE001 - one rule's failure must not stop the others
@@ -281,7 +307,6 @@ class RegionEngine:
             alert = self.book.apply(finding)
             if alert is not None:
                 out.alerts.append(alert)
-        self.book.expire(now_s)
 
     # -- publishing --------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -155,7 +155,12 @@ def _probability(track: TrackEstimate, name: str) -> float:
 
 
 class TrackRule(Protocol):
-    """A rule over the region's tracks."""
+    """A rule over the region's tracks.
+
+    ``per_track``: its verdict on a track depends on that track alone (not on the others, not on
+    the clock), so it may look at just the tracks that changed, as soon as they change."""
+
+    per_track: ClassVar[bool]
 
     def observe(self, tracks: Sequence[TrackView], now_s: float) -> list[Finding]: ...
 
@@ -172,6 +177,8 @@ class BorderCrossing:
     "Established" means inside a country's outline and at least ``hysteresis_m`` from every
     border line, so position noise along the border never looks like a crossing.
     """
+
+    per_track = True
 
     def __init__(self, context: RegionContext, rules: RulesConfig) -> None:
         self.context = context
@@ -243,6 +250,8 @@ def _duration(seconds: float) -> str:
 class RestrictedZone:
     """A track inside a configured restricted zone (one finding per track and zone)."""
 
+    per_track = True
+
     def __init__(self, context: RegionContext, rules: RulesConfig) -> None:
         self.context = context
         self.config = rules.restricted_zone
@@ -299,6 +308,8 @@ class Loitering:
     The anchor is where the current stay began; moving farther than the radius from it starts
     a new stay at the current position.
     """
+
+    per_track = True
 
     def __init__(self, context: RegionContext, rules: RulesConfig) -> None:
         self.config = rules.loitering
@@ -363,6 +374,8 @@ class Loitering:
 
 class Rendezvous:
     """Two tracks within ``distance_m`` of each other for ``min_duration_s`` near a border."""
+
+    per_track = False
 
     def __init__(self, context: RegionContext, rules: RulesConfig) -> None:
         self.config = rules.rendezvous
@@ -473,6 +486,8 @@ class _Sustained:
 class LowSlowFlyer:
     """An aircraft flying low and slow (a light aircraft or drone smuggling across)."""
 
+    per_track = True
+
     def __init__(self, context: RegionContext, rules: RulesConfig) -> None:
         self.context = context
         self.config = rules.low_slow_flyer
@@ -528,6 +543,8 @@ class LowSlowFlyer:
 class ImplausibleSpeed:
     """A track moving faster than its (confident) class can: misclassified, or a vehicle hiding."""
 
+    per_track = True
+
     def __init__(self, context: RegionContext, rules: RulesConfig) -> None:
         self.config = rules.implausible_speed
         self.held = _Sustained(self.config.min_duration_s)
@@ -579,6 +596,8 @@ class ActivitySurge:
     ``max(min_count, mean + k_sigma * sd)`` of its baseline fires; the baseline then learns
     the count (EWMA with weight ``2 / (baseline_bins + 1)``, mean and variance).
     """
+
+    per_track = False
 
     def __init__(self, context: RegionContext, rules: RulesConfig) -> None:
         self.config = rules.activity_surge
@@ -686,6 +705,8 @@ class UncorroboratedTrips:
     escalation (the third escalates to medium); a trip after a longer gap starts a new series:
     the old one is reported cleared as of its last trip, so the alert book raises a new alert.
     """
+
+    per_track = False
 
     def __init__(self, context: RegionContext, rules: RulesConfig) -> None:
         self.context = context

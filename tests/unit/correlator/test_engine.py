@@ -604,3 +604,48 @@ def test_rules_only_see_confirmed_and_coasting_tracks(
     assert all(statuses == set() for statuses in seen)
     feed(engine, detections[2:6], first_offset=2)
     assert seen[-1] == {TrackStatus.CONFIRMED}
+
+
+def test_a_crossing_is_alerted_when_its_detection_is_released(make_engine: Engines) -> None:
+    """Scans every 0.3 s: the crossing comes out at the first step whose release passes the
+    detection that showed it, between two runs of every rule (the per-track rules looked)."""
+    engine = make_engine(FIXED)
+    _, detections = crossing(engine.context, period_s=0.3)
+    released_before = -math.inf
+    for detection in detections:
+        engine.add(detection)
+        out = engine.step()
+        if out.alerts:
+            break
+        released_before = engine.release_s
+    else:
+        raise AssertionError("no crossing alerted")
+    [alert] = out.alerts
+    assert alert.kind == AlertKind.BORDER_CROSSING
+    shown_s = alert.updated_at.timestamp()
+    assert released_before < shown_s <= engine.release_s
+    assert engine.last_rules_s < shown_s, "every rule ran: this did not test the per-track look"
+
+
+def test_between_full_runs_only_the_per_track_rules_look_at_changed_tracks(
+    make_engine: Engines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rendezvous (pairs of tracks) waits for the full run; loitering looks at each changed track."""
+    engine = make_engine(FIXED)
+    looks: dict[str, list[float]] = {"rendezvous": [], "loitering": []}
+    for name, times in looks.items():
+        original = engine.rules[name].observe
+
+        def spy(
+            tracks: Sequence[TrackView], now_s: float, original: Any = original, times: Any = times
+        ) -> Any:
+            times.append(now_s)
+            return original(tracks, now_s)
+
+        monkeypatch.setattr(engine.rules[name], "observe", spy)
+    _, detections = crossing(engine.context, period_s=0.3)
+    feed(engine, detections)
+    rendezvous, loitering = np.array(looks["rendezvous"]), np.array(looks["loitering"])
+    assert len(rendezvous) >= 5
+    assert np.all(np.diff(rendezvous) >= 1.0)
+    assert len(loitering) > 2 * len(rendezvous)
