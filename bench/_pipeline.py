@@ -164,6 +164,8 @@ class Poster:
 
     base_url: str
     keys: Mapping[str, str]
+    max_delay_s: float = MAX_DELAY_S
+    """How long a lane's first event waits for the batch to fill before it is posted anyway."""
     sent: array[float] = field(default_factory=lambda: array("d"))
     """Per request of detections: wall time it was sent (first attempt)."""
     acked: array[float] = field(default_factory=lambda: array("d"))
@@ -234,7 +236,7 @@ class Poster:
                 await lane.wake.wait()
                 continue
             if len(lane.queue) < BATCH_SIZE and not self.stopping:
-                remaining = lane.queue[0][0] + MAX_DELAY_S - time.time()
+                remaining = lane.queue[0][0] + self.max_delay_s - time.time()
                 if remaining > 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lane.wake.wait(), remaining)
@@ -439,6 +441,8 @@ class Setting:
     """None: the configuration's default (0.25 s)."""
     adaptive: bool | None = None
     """The tracking section's ``reorder_adaptive``; None: the default (adaptive)."""
+    gateway_wait_s: float = MAX_DELAY_S
+    """The gateways' batching: a lane posts what has waited this long (or a full batch)."""
 
     def describe(self) -> str:
         window = "2 s (default)" if self.reorder_window_s is None else f"{self.reorder_window_s:g} s"
@@ -447,7 +451,12 @@ class Setting:
         publish = (
             "" if self.publish_interval_s is None else f", publish interval {self.publish_interval_s:g} s"
         )
-        return f"reorder window {window}{publish}" + (f", {extra}" if extra else ", default commit intervals")
+        gateways = f"gateways post within {self.gateway_wait_s:g} s, "
+        return (
+            gateways
+            + f"reorder window {window}{publish}"
+            + (f", {extra}" if extra else ", default commit intervals")
+        )
 
 
 DEFAULTS = Setting("defaults")
