@@ -15,8 +15,8 @@ live (a full snapshot of 2,800 tracks was 2 MB a commit). Keys, for input partit
 - ``<p>``: the header: the partition's own state (sensors' health, status alert books), and per
   region the engine's cursors, radar beams and tracker counters, and the changelog's
   ``generation``; written in every transaction;
-- ``<p>/rules/<region>``: the region's rules and alert book, written when they changed (about
-  once a second of event time);
+- ``<p>/rules/<region>``: the region's rules and alert book, written when they changed (every
+  second of event time, and in each transaction where the per-track rules looked at a track);
 - ``<p>/track/<region>/<track id>``: one track (filter state, metadata, publishing state),
   written when it changed; a tombstone when the track ends.
 
