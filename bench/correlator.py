@@ -364,6 +364,12 @@ class ProcessSpeed:
     """Mean size of one snapshot of the busy partition."""
     machine: float
     """Busy cores of the whole machine during the window (of os.cpu_count())."""
+    restore_s: float = math.nan
+    """After the run, the process SIGKILLed and started again: the mean time one partition's
+    restore took (``lindero_correlator_restore_seconds``; the partitions restore side by side)."""
+    restart_s: float = math.nan
+    """... and from the new process's start to every partition restored (Python start-up, the
+    group's rebalance, which waits for the killed member's session to expire, the restores)."""
 
     @property
     def rate(self) -> float:
@@ -562,15 +568,19 @@ def process_speed(
     )
     stack.logs.mkdir(parents=True, exist_ok=True)
     url = stack.url("correlator")
-    with (stack.logs / "correlator.log").open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.correlator"],
-            env=stack.environment("correlator"),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=ROOT,
-        )
+
+    def start() -> subprocess.Popen[bytes]:
+        with (stack.logs / "correlator.log").open("ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "services.correlator"],
+                env=stack.environment("correlator"),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=ROOT,
+            )
+
+    process = start()
     committed = _Committed(kafka, f"{prefix}lindero-correlator", tp)
     spy = None
     try:
@@ -612,6 +622,19 @@ def process_speed(
             spy.wait(30)
         time.sleep(1.2)  # the track gauges are refreshed once a second
         metrics = _scrape(url)
+        process.kill()
+        process.wait(10)
+        started = time.perf_counter()
+        process = start()
+        restored: dict[str, float] = {}
+        # every partition of sensor.events and sensor.status
+        while restored.get("lindero_correlator_restore_seconds_count", 0) < 2 * kafka.partitions:
+            if process.poll() is not None or time.perf_counter() > started + 600:
+                raise RuntimeError(f"the restarted correlator did not restore:\n{stack.tail('correlator')}")
+            with contextlib.suppress(httpx.HTTPError):
+                restored = _scrape(url)
+            time.sleep(0.01)
+        restart_s = time.perf_counter() - started
     finally:
         committed.close()
         if process.poll() is None:
@@ -636,6 +659,9 @@ def process_speed(
         commits=commits,
         snapshot_bytes=at_end.get("lindero_correlator_state_bytes_sum", 0.0) / max(1.0, commits),
         machine=busy,
+        restore_s=restored["lindero_correlator_restore_seconds_sum"]
+        / restored["lindero_correlator_restore_seconds_count"],
+        restart_s=restart_s,
     )
 
 
@@ -720,13 +746,14 @@ def process_table(rows: Sequence[ProcessSpeed]) -> str:
     head = (
         "| targets | records | live tracks at the end (confirmed + coasting) | tentative "
         "| detections timed | CPU s | wall s | detections/s (CPU) | detections/s (wall) "
-        "| machine busy, cores | transactions | snapshot kB |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| machine busy, cores | transactions | snapshot kB | restart after SIGKILL s (mean partition "
+        "restore s) |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     return head + "\n".join(
         f"| {r.targets:,} | {r.records:,} | {r.live:,.0f} | {r.tentative:,.0f} | {r.detections:,} "
         f"| {r.cpu_s:.2f} | {r.wall_s:.2f} | {r.rate:,.0f} | {r.wall_rate:,.0f} | {r.machine:.2f} "
-        f"| {r.commits:,.0f} | {r.snapshot_bytes / 1e3:,.0f} |"
+        f"| {r.commits:,.0f} | {r.snapshot_bytes / 1e3:,.0f} | {r.restart_s:.1f} ({r.restore_s:.2f}) |"
         for r in rows
     )
 
@@ -1137,7 +1164,12 @@ single-node broker of this machine; then one correlator process starts with the 
 configuration and works through the backlog. Timed from its first consumed record (records it
 had consumed by then not counted) until its committed input offset covers every record it can
 release (all but the last reorder window, which waits for newer data or for the wall clock);
-CPU seconds are the process's own (/proc/PID/stat), live tracks its own gauge at the end.
+CPU seconds are the process's own (/proc/PID/stat), live tracks its own gauge at the end. Then
+the process is SIGKILLed and started again: **restart** is the time from the new process's start
+until every input partition is restored (Python start-up, the consumer group's rebalance, which
+waits for the killed member's session to expire, and the restores, side by side); the mean
+partition restore is `lindero_correlator_restore_seconds` (reading the partition of
+`correlator.state`, rebuilding the engines).
 
 {process_table(results.processes) if results.processes else "(not measured)"}
 

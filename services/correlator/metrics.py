@@ -87,6 +87,13 @@ class CorrelatorMetrics:
             ["topic"],
             registry=registry,
         )
+        self.restore_seconds = Histogram(
+            "lindero_correlator_restore_seconds",
+            "Time to restore one input partition's state from correlator.state (reading the records, "
+            "rebuilding the engines) when the partition is assigned",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+            registry=registry,
+        )
         self.partitions = Gauge("lindero_correlator_partitions", "Input partitions owned", registry=registry)
         self.aborts = Counter(
             "lindero_correlator_aborted_transactions",

@@ -172,6 +172,7 @@ class CorrelatorTask(PartitionTask):
 
     async def restore(self, processor: Processor) -> None:
         """The last committed state of this partition (nothing: a fresh start)."""
+        started = time.perf_counter()
         runner = self.runner
         kafka = runner.settings.kafka
         topic = runner.names(CORRELATOR_STATE)
@@ -190,6 +191,16 @@ class CorrelatorTask(PartitionTask):
         self.load(state, records)
         self.dead_letters = []
         self.findings = []
+        seconds = time.perf_counter() - started
+        runner.metrics.restore_seconds.observe(seconds)
+        log.info(
+            "restored %s: %d tracks from %d changelog records (%d bytes) in %.2f s",
+            self.key,
+            sum(len(engine.tracker) for engine in self.engines.values()),
+            len(records),
+            sum(len(v) for v in records.values()),
+            seconds,
+        )
 
     def load(self, state: dict[str, Any] | None, records: dict[bytes, bytes] | None = None) -> None:
         """Rebuild from a header (or a version-1 snapshot) and the changelog records of this

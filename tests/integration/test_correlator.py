@@ -143,6 +143,9 @@ async def test_a_restarted_correlator_resumes_its_tracks_from_the_changelog(
         )
     async with running_correlator(kafka, demo_config) as second:
         await wait_until(lambda: _true(live(second) == tracks), 60, "the tracks restored")
+        restores = second.registry.get_sample_value("lindero_correlator_restore_seconds_count")
+        assert restores == 2 * kafka.partitions  # each events and status partition, timed once
+        assert 0 < (second.registry.get_sample_value("lindero_correlator_restore_seconds_sum") or 0) < 60
     state = latest_state(await read_topic(kafka, state_topic), key)
     assert state[stale_key] is None  # deleted by the first commit after the restore
 
