@@ -16,7 +16,7 @@ live (a full snapshot of 2,800 tracks was 2 MB a commit). Keys, for input partit
   region the engine's cursors, radar beams and tracker counters, and the changelog's
   ``generation``; written in every transaction;
 - ``<p>/rules/<region>``: the region's rules and alert book, written when they changed (every
-  second of event time, and in each transaction where the per-track rules looked at a track);
+  second of event time, and when a per-track rule's look at a changed track moved them);
 - ``<p>/track/<region>/<track id>``: one track (filter state, metadata, publishing state),
   written when it changed; a tombstone when the track ends.
 

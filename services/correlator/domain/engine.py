@@ -25,7 +25,7 @@ import functools
 import heapq
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,7 @@ from services.correlator.domain.region import RegionContext
 from services.correlator.domain.reorder import ReorderWindow
 from services.correlator.domain.rules import (
     Finding,
+    PerTrackRule,
     TrackRule,
     TrackView,
     UncorroboratedTrips,
@@ -110,6 +111,7 @@ class RegionEngine:
         self.context = context
         self.tracker = Tracker(context.region, tracker_config(context))
         self.rules: dict[str, TrackRule] = track_rules(context)
+        self.per_track_rules = {n: r for n, r in self.rules.items() if isinstance(r, PerTrackRule)}
         self.book = AlertBook(context)
         self.buffer: list[tuple[float, int, int, Detection]] = []
         self._sequence = 0
@@ -287,12 +289,19 @@ class RegionEngine:
         ]
         if not live:
             return
-        self.rules_dirty = True
-        self._apply_rules({n: r for n, r in self.rules.items() if r.per_track}, live, now_s, out)
+        rules = self.per_track_rules
+        before = sum(rule.revision for rule in rules.values())
+        booked = self._apply_rules(rules, live, now_s, out)
+        if booked or sum(rule.revision for rule in rules.values()) != before:
+            self.rules_dirty = True
 
     def _apply_rules(
-        self, rules: dict[str, TrackRule], live: list[TrackEstimate], now_s: float, out: Output
-    ) -> None:
+        self, rules: Mapping[str, TrackRule], live: list[TrackEstimate], now_s: float, out: Output
+    ) -> bool:
+        """Let ``rules`` look at the ``live`` tracks and the book turn their findings into alerts
+        (into ``out``). Whether the book may have changed: an alert came out, or a condition was
+        reported over (the book closes its alert and says nothing); a finding it absorbed leaves
+        it as it was."""
         # In track id order, not the tracker's slot order (which a restored tracker lays out
         # differently): what the rules see, and so what they report, must not depend on it.
         live.sort(key=lambda t: t.track_id)
@@ -303,10 +312,13 @@ class RegionEngine:
                 findings.extend(rule.observe(track_views, now_s))
             except Exception as exc:  # noqa: BLE001 - one rule's failure must not stop the others
                 out.rule_errors.append((name, f"{type(exc).__name__}: {exc}"))
+        booked = False
         for finding in findings:
             alert = self.book.apply(finding)
             if alert is not None:
                 out.alerts.append(alert)
+            booked = booked or alert is not None or not finding.active
+        return booked
 
     # -- publishing --------------------------------------------------------------------------
 

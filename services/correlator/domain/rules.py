@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -155,12 +155,7 @@ def _probability(track: TrackEstimate, name: str) -> float:
 
 
 class TrackRule(Protocol):
-    """A rule over the region's tracks.
-
-    ``per_track``: its verdict on a track depends on that track alone (not on the others, not on
-    the clock), so it may look at just the tracks that changed, as soon as they change."""
-
-    per_track: ClassVar[bool]
+    """A rule over the region's tracks."""
 
     def observe(self, tracks: Sequence[TrackView], now_s: float) -> list[Finding]: ...
 
@@ -171,6 +166,18 @@ class TrackRule(Protocol):
     def restore(self, state: dict[str, Any]) -> None: ...
 
 
+@runtime_checkable
+class PerTrackRule(TrackRule, Protocol):
+    """A rule whose verdict on a track depends on that track alone (not on the others, not on
+    the clock): it may look at just the tracks that changed, as soon as they change."""
+
+    @property
+    def revision(self) -> int:
+        """Counts the changes of its state that no finding reports (a track's first side of the
+        border, a new loitering anchor): the engine writes the state when it moved."""
+        ...
+
+
 class BorderCrossing:
     """A track established on one side of a border later established on the other.
 
@@ -178,13 +185,12 @@ class BorderCrossing:
     border line, so position noise along the border never looks like a crossing.
     """
 
-    per_track = True
-
     def __init__(self, context: RegionContext, rules: RulesConfig) -> None:
         self.context = context
         self.config = rules.border_crossing
         self.side: dict[str, str] = {}
         self.crossings: dict[str, int] = {}
+        self.revision = 0
 
     def observe(self, tracks: Sequence[TrackView], now_s: float) -> list[Finding]:
         out = []
@@ -192,12 +198,12 @@ class BorderCrossing:
             track = view.track
             if view.jurisdiction is None or view.border_distance_m < self.config.hysteresis_m:
                 continue
-            if track.target_class in self.config.ignore_classes:
-                self.side[track.track_id] = view.jurisdiction
-                continue
             before = self.side.get(track.track_id)
+            if before == view.jurisdiction:
+                continue
             self.side[track.track_id] = view.jurisdiction
-            if before is None or before == view.jurisdiction:
+            self.revision += 1
+            if before is None or track.target_class in self.config.ignore_classes:
                 continue
             count = self.crossings.get(track.track_id, 0) + 1
             self.crossings[track.track_id] = count
@@ -250,12 +256,12 @@ def _duration(seconds: float) -> str:
 class RestrictedZone:
     """A track inside a configured restricted zone (one finding per track and zone)."""
 
-    per_track = True
-
     def __init__(self, context: RegionContext, rules: RulesConfig) -> None:
         self.context = context
         self.config = rules.restricted_zone
         self.inside: dict[str, float] = {}  # "zone|track" -> entry time
+        self.revision = 0
+        """Never moves: every change of its state (an entry, an exit) is a finding."""
 
     def observe(self, tracks: Sequence[TrackView], now_s: float) -> list[Finding]:
         out = []
@@ -309,12 +315,11 @@ class Loitering:
     a new stay at the current position.
     """
 
-    per_track = True
-
     def __init__(self, context: RegionContext, rules: RulesConfig) -> None:
         self.config = rules.loitering
         self.anchor: dict[str, tuple[float, float, float]] = {}  # track -> (east, north, since)
         self.reported: set[str] = set()
+        self.revision = 0
 
     def observe(self, tracks: Sequence[TrackView], now_s: float) -> list[Finding]:
         out = []
@@ -331,6 +336,7 @@ class Loitering:
                     self.reported.discard(track.track_id)
                     out.append(cleared(AlertKind.LOITERING, track.track_id, track.time_s))
                 self.anchor[track.track_id] = (track.east_m, track.north_m, track.time_s)
+                self.revision += 1
                 continue
             stayed = track.time_s - anchor[2]
             if (
@@ -374,8 +380,6 @@ class Loitering:
 
 class Rendezvous:
     """Two tracks within ``distance_m`` of each other for ``min_duration_s`` near a border."""
-
-    per_track = False
 
     def __init__(self, context: RegionContext, rules: RulesConfig) -> None:
         self.config = rules.rendezvous
@@ -456,16 +460,22 @@ class _Sustained:
         self.min_duration_s = min_duration_s
         self.since: dict[str, float] = {}
         self.reported: set[str] = set()
+        self.revision = 0
+        """Counts the starts and ends of the condition (see :class:`PerTrackRule`)."""
 
     def check(self, track_id: str, holds: bool, time_s: float) -> tuple[bool, bool]:
         """(fire now, cleared now)."""
         if not holds:
-            self.since.pop(track_id, None)
+            if self.since.pop(track_id, None) is not None:
+                self.revision += 1
             if track_id in self.reported:
                 self.reported.discard(track_id)
                 return False, True
             return False, False
-        since = self.since.setdefault(track_id, time_s)
+        since = self.since.get(track_id)
+        if since is None:
+            since = self.since[track_id] = time_s
+            self.revision += 1
         if time_s - since >= self.min_duration_s:
             self.reported.add(track_id)
             return True, False
@@ -486,12 +496,14 @@ class _Sustained:
 class LowSlowFlyer:
     """An aircraft flying low and slow (a light aircraft or drone smuggling across)."""
 
-    per_track = True
-
     def __init__(self, context: RegionContext, rules: RulesConfig) -> None:
         self.context = context
         self.config = rules.low_slow_flyer
         self.held = _Sustained(self.config.min_duration_s)
+
+    @property
+    def revision(self) -> int:
+        return self.held.revision
 
     def observe(self, tracks: Sequence[TrackView], now_s: float) -> list[Finding]:
         out = []
@@ -543,11 +555,13 @@ class LowSlowFlyer:
 class ImplausibleSpeed:
     """A track moving faster than its (confident) class can: misclassified, or a vehicle hiding."""
 
-    per_track = True
-
     def __init__(self, context: RegionContext, rules: RulesConfig) -> None:
         self.config = rules.implausible_speed
         self.held = _Sustained(self.config.min_duration_s)
+
+    @property
+    def revision(self) -> int:
+        return self.held.revision
 
     def observe(self, tracks: Sequence[TrackView], now_s: float) -> list[Finding]:
         out = []
@@ -596,8 +610,6 @@ class ActivitySurge:
     ``max(min_count, mean + k_sigma * sd)`` of its baseline fires; the baseline then learns
     the count (EWMA with weight ``2 / (baseline_bins + 1)``, mean and variance).
     """
-
-    per_track = False
 
     def __init__(self, context: RegionContext, rules: RulesConfig) -> None:
         self.config = rules.activity_surge
@@ -705,8 +717,6 @@ class UncorroboratedTrips:
     escalation (the third escalates to medium); a trip after a longer gap starts a new series:
     the old one is reported cleared as of its last trip, so the alert book raises a new alert.
     """
-
-    per_track = False
 
     def __init__(self, context: RegionContext, rules: RulesConfig) -> None:
         self.context = context

@@ -649,3 +649,22 @@ def test_between_full_runs_only_the_per_track_rules_look_at_changed_tracks(
     assert len(rendezvous) >= 5
     assert np.all(np.diff(rendezvous) >= 1.0)
     assert len(loitering) > 2 * len(rendezvous)
+
+
+def test_a_per_track_look_writes_the_rules_only_when_their_state_moved(make_engine: Engines) -> None:
+    """Between full runs the rules record goes to the changelog only when a per-track rule's state
+    or the alert book changed (a first side of the border, the crossing), not after every look."""
+    engine = make_engine(FIXED)
+    _, detections = crossing(engine.context, period_s=0.3)
+    looks = written = 0
+    for detection in detections:
+        engine.add(detection)
+        full_run = engine.last_rules_s
+        engine.step()
+        changes = engine.changes()
+        if engine.last_rules_s == full_run and changes.tracks:
+            looks += 1
+            written += changes.rules is not None
+        engine.committed(changes)
+    assert looks > 50
+    assert 0 < written < looks / 10, (written, looks)
