@@ -203,6 +203,7 @@ class LifecycleProcessor:
             name="alerts-lifecycle",
             commit_interval_s=commit_interval_s,
             copartitioned=True,
+            commit_on_input=True,
             hooks=ProcessorHooks(),
             before_start=self._prepare,
         )

@@ -65,8 +65,9 @@ class AlertsSettings(ServiceSettings):
     commit_interval_s: float = Field(
         default=0.05,
         gt=0,
-        description="lifecycle transactions at most this often, s: an alert waits for the next one "
-        "before any gateway can read its state (a transaction costs a few ms, only when there is input)",
+        description="lifecycle transactions at most this often per partition, s: an alert goes into a "
+        "transaction at once when its partition's last one is older, else when it is this old; no gateway "
+        "can read its state before (a transaction costs a few ms, only when there is input)",
     )
     lifecycle_group: str = Field(default="lindero-alerts-lifecycle", description="consumer group (prefixed)")
     webhook_group: str = Field(default="lindero-alerts-webhooks", description="consumer group (prefixed)")

@@ -24,6 +24,12 @@ The order of a commit, every ``commit_interval_s`` when something changed:
    the consumer rewinds to the last committed offset; the producer is replaced before the next
    transaction.
 
+With ``commit_on_input`` (for latency rather than batching, e.g. the alerts lifecycle) a task
+steps as soon as it has input and its last transaction is ``commit_interval_s`` old, rather than
+at its next ``commit_interval_s`` tick, and the poll goes on while transactions are in flight
+(a slow transaction of one partition no longer holds up the input of the others); a task still
+commits at most once every ``commit_interval_s``, one transaction at a time.
+
 New partitions stay paused until their task has restored its state, so no record is ever
 fetched for a partition nobody can process yet; revoked partitions commit what they have first.
 
@@ -99,6 +105,11 @@ class PartitionTask:
         self.positions: dict[TopicPartition, int | None] = dict.fromkeys(self.tps)
         self.committed: dict[TopicPartition, int | None] = dict.fromkeys(self.tps)
         self.last_commit = 0.0
+        """Monotonic time of the latest step."""
+        self.last_transaction = 0.0
+        """Monotonic time of the latest step that wrote a transaction."""
+        self.input_since: float | None = None
+        """Monotonic time of the oldest input not handed to a step yet (None: there is none)."""
         self.last_input_wall = time.time()
         """Wall-clock time of the latest input (idle time lets event time move on)."""
 
@@ -167,6 +178,7 @@ class Processor:
         hooks: ProcessorHooks | None = None,
         before_start: Callable[[], Awaitable[None]] | None = None,
         copartitioned: bool = False,
+        commit_on_input: bool = False,
     ) -> None:
         self.kafka = kafka
         self.group_id = f"{kafka.topic_prefix}{group_id}"
@@ -179,6 +191,7 @@ class Processor:
         self.hooks = hooks or ProcessorHooks()
         self.before_start = before_start
         self.copartitioned = copartitioned
+        self.commit_on_input = commit_on_input
         self.tasks: dict[Any, PartitionTask] = {}
         """Tasks by key: the input partition, or its number when co-partitioned."""
         self.owner: dict[TopicPartition, PartitionTask] = {}
@@ -235,24 +248,87 @@ class Processor:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll, process and commit until ``stop`` is set."""
+        if self.commit_on_input:
+            await self._run_committing_on_input(stop)
+            return
         consumer = self._consumer()
         poll_ms = max(10, int(self.commit_interval_s * 500))
         while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=poll_ms, max_records=self.max_batch)
-            for tp, records in batches.items():
-                task = self.owner.get(tp)
-                if task is None:  # never skip input: read these again once a task exists
-                    consumer.seek(tp, records[0].offset)
-                    continue
-                task.last_input_wall = time.time()
-                task.positions[tp] = records[-1].offset + 1
-                task.consume(records)
+            self._take_in(await consumer.getmany(timeout_ms=poll_ms, max_records=self.max_batch))
             now = time.monotonic()
             due = [t for t in self.tasks.values() if now - t.last_commit >= self.commit_interval_s]
             if due:
                 # Each task has its own transactional producer: their transactions go to the
                 # broker side by side instead of one round trip after another.
                 await asyncio.gather(*(self.commit(task) for task in due))
+
+    async def _run_committing_on_input(self, stop: asyncio.Event) -> None:
+        """``run`` with ``commit_on_input``: the poll goes on while transactions are in flight,
+        and a task steps as soon as it has input and its last transaction is
+        ``commit_interval_s`` old (and every ``commit_interval_s`` in any case)."""
+        consumer = self._consumer()
+        poll_ms = max(10, int(self.commit_interval_s * 500))
+        poll: asyncio.Task[dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]] | None = None
+        committing: dict[Any, asyncio.Task[None]] = {}
+        try:
+            while not stop.is_set():
+                if poll is None:
+                    poll = asyncio.ensure_future(
+                        consumer.getmany(timeout_ms=poll_ms, max_records=self.max_batch)
+                    )
+                await asyncio.wait(
+                    {poll, *committing.values()},
+                    timeout=self._wait_s(committing),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                for key, running in list(committing.items()):
+                    if running.done():
+                        del committing[key]
+                        running.result()  # a failure that is not a Kafka error ends the run, as it did
+                if poll.done():
+                    batches, poll = poll.result(), None
+                    self._take_in(batches)
+                now = time.monotonic()
+                for key, task in self.tasks.items():
+                    if key not in committing and self._due(task, now):
+                        committing[key] = asyncio.ensure_future(self.commit(task))
+        finally:
+            if poll is not None:
+                poll.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poll
+            await asyncio.gather(*committing.values(), return_exceptions=True)
+
+    def _take_in(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Hand polled records to their tasks."""
+        now = time.monotonic()
+        for tp, records in batches.items():
+            task = self.owner.get(tp)
+            if task is None:  # never skip input: read these again once a task exists
+                self._consumer().seek(tp, records[0].offset)
+                continue
+            task.last_input_wall = time.time()
+            task.positions[tp] = records[-1].offset + 1
+            task.consume(records)
+            if task.input_since is None:
+                task.input_since = now
+
+    def _due(self, task: PartitionTask, now: float) -> bool:
+        """Whether ``task`` steps now (with ``commit_on_input``)."""
+        if now - task.last_commit >= self.commit_interval_s:
+            return True
+        return task.input_since is not None and now - task.last_transaction >= self.commit_interval_s
+
+    def _wait_s(self, committing: Container[Any]) -> float | None:
+        """With ``commit_on_input``: how long until a task holding input falls due (None: no
+        such task; the end of a commit, or the poll's own timeout, wakes the loop)."""
+        now = time.monotonic()
+        waits = [
+            task.last_transaction + self.commit_interval_s - now
+            for key, task in self.tasks.items()
+            if task.input_since is not None and key not in committing
+        ]
+        return max(0.001, min(waits)) if waits else None
 
     def lag(self, task: PartitionTask) -> int | None:
         """Records between the task's positions and its partitions' ends, when known."""
@@ -383,15 +459,18 @@ class Processor:
         if key in self.stale:
             renewed = await self._renew(key, producer)
             if renewed is None:
+                task.last_transaction = task.last_commit  # try again after commit_interval_s
                 return producer
             producer = renewed
         lag = self.lag(task)
         caught_up = lag is None or lag <= self.idle_lag
         batch = task.step(caught_up and not final, time.time(), final)
+        task.input_since = None
         offsets = task.commit_offsets()
         moved = any(task.committed.get(tp) != offset for tp, offset in offsets.items())
         if not batch.records and not moved and not final:
             return producer
+        task.last_transaction = task.last_commit
         started = time.perf_counter()
         records = [*batch.records, *batch.state]
         state_ids = {id(r) for r in batch.state}
@@ -517,7 +596,15 @@ class Processor:
         if self.hooks.aborted is not None and isinstance(error, Exception):
             self.hooks.aborted(task, error)
         self.stale.add(key)
-        await self._load(task)
+        # With commit_on_input the run loop polls meanwhile: nothing of these partitions may reach
+        # the task between its restore and the rewind (it would be consumed twice).
+        consumer = self._consumer()
+        consumer.pause(*task.tps)
+        try:
+            await self._load(task)
+        finally:
+            if self.owner.get(task.tp) is task:
+                consumer.resume(*task.tps)
         return producer
 
 
