@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,6 +34,7 @@ from schemas.alerts import Alert
 from schemas.lifecycle import AlertAction, AlertState, AuditRecord, Dispatch
 from schemas.topics import ALERT_ACTIONS, ALERT_STATE, ALERTS, AUDIT, DISPATCHES, REGISTRY
 from services.alerts.domain.lifecycle import Decision, Lifecycle
+from services.alerts.metrics import AlertsMetrics
 from services.core.config import LinderoConfig
 from services.core.kafka import KafkaSettings, KafkaSetupError, ensure_topics, topic_partitions
 from services.core.processor import Batch, PartitionTask, Processor, ProcessorHooks, json_record, read_latest
@@ -107,6 +109,8 @@ class LifecycleTask(PartitionTask):
         self.partition = self.tp.partition
         self.states: dict[str, AlertState] = {}
         self.pending: list[Alert | AlertAction] = []
+        self.pending_times: list[int] = []
+        """Kafka timestamps (ms) of the records consumed since the last step."""
 
     async def restore(self, processor: Processor) -> None:
         runner = self.runner
@@ -122,9 +126,11 @@ class LifecycleTask(PartitionTask):
                 continue
             self.states[state.alert.alert_id] = state
         self.pending = []
+        self.pending_times = []
 
     def consume(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         names = self.runner.names
+        self.pending_times.extend(record.timestamp for record in records)
         for record in records:
             try:
                 if record.topic == names(ALERTS):
@@ -165,6 +171,7 @@ class LifecycleTask(PartitionTask):
             else:
                 apply(item, runner.lifecycle.on_action(self.states.get(item.alert_id), item, now, busy))
         self.pending = []
+        times, self.pending_times = self.pending_times, []
         if not final:
             for action in runner.lifecycle.expired(self.states, now):
                 apply(action, runner.lifecycle.on_action(self.states.get(action.alert_id), action, now, busy))
@@ -172,7 +179,7 @@ class LifecycleTask(PartitionTask):
         records = [json_record(names(ALERT_STATE), alert_id, state) for alert_id, state in changed.items()]
         records += [json_record(names(DISPATCHES), d.team_id, d) for d in dispatches]
         records += [json_record(names(AUDIT), a.subject, a) for a in audits]
-        return Batch(records=records, after_commit=[lambda: runner.applied(decisions, dispatches)])
+        return Batch(records=records, after_commit=[lambda: runner.applied(decisions, dispatches, times)])
 
 
 class LifecycleProcessor:
@@ -188,6 +195,7 @@ class LifecycleProcessor:
         commit_interval_s: float = 0.05,
         create_topics: bool = True,
         on_applied: Callable[[Sequence[tuple[Any, Decision]]], None] | None = None,
+        metrics: AlertsMetrics | None = None,
     ) -> None:
         self.kafka = kafka
         self.names = kafka.topics
@@ -195,6 +203,7 @@ class LifecycleProcessor:
         self.board = board
         self.create_topics = create_topics
         self.on_applied = on_applied
+        self.metrics = metrics
         self.processor = Processor(
             kafka,
             group_id,
@@ -204,9 +213,13 @@ class LifecycleProcessor:
             commit_interval_s=commit_interval_s,
             copartitioned=True,
             commit_on_input=True,
-            hooks=ProcessorHooks(),
+            hooks=ProcessorHooks(committed=self._committed),
             before_start=self._prepare,
         )
+
+    def _committed(self, task: PartitionTask, seconds: float, state_bytes: int) -> None:
+        if self.metrics is not None:
+            self.metrics.lifecycle_commit.observe(seconds)
 
     async def _prepare(self) -> None:
         if self.create_topics:
@@ -223,7 +236,16 @@ class LifecycleProcessor:
                 f"alerts, alert.actions and alert.state must have equal partition counts: {counts}"
             )
 
-    def applied(self, decisions: Sequence[tuple[Any, Decision]], dispatches: Sequence[Dispatch]) -> None:
+    def applied(
+        self,
+        decisions: Sequence[tuple[Any, Decision]],
+        dispatches: Sequence[Dispatch],
+        record_times_ms: Sequence[int] = (),
+    ) -> None:
+        if self.metrics is not None and record_times_ms:
+            now_ms = time.time() * 1000
+            for stamp in record_times_ms:
+                self.metrics.lifecycle_latency.observe(max(0.0, now_ms - stamp) / 1000)
         for dispatch in dispatches:
             self.board.apply(dispatch)
         for item, decision in decisions:

@@ -128,6 +128,7 @@ class AlertsService:
                 commit_interval_s=settings.commit_interval_s,
                 create_topics=False,
                 on_applied=self._applied,
+                metrics=self.metrics,
             )
             if settings.run_lifecycle
             else None
@@ -399,9 +400,11 @@ class AlertsService:
 
     def _on_change(self, change: Change) -> None:
         """Resolve the waiters of actions whose outcome this record is."""
+        value = change.value
+        if isinstance(value, AlertState):
+            self.metrics.state_read_latency.observe(max(0.0, time.time() - value.updated_at.timestamp()))
         if not self.waiters:
             return
-        value = change.value
         if isinstance(value, AlertState):
             for entry in reversed(value.history[-20:]):
                 if entry.action_id is not None:

@@ -127,6 +127,29 @@ async def test_acknowledge_dispatch_answer_resolve_with_history_and_audit(
     assert rebuilt == (await http.get(f"/v1/alerts/{alert.alert_id}", headers=operator)).json()
 
 
+async def test_the_pipeline_latency_metrics_count_each_alert(
+    start_alerts: AlertsFactory, make_kafka: KafkaFactory
+) -> None:
+    """An alert is counted by the lifecycle's latency and commit histograms and the state read histogram."""
+    kafka = make_kafka()
+    alerts = await start_alerts(kafka)
+    registry = alerts.service.registry
+    alert = fresh_alert()
+    async with Producer(kafka) as producer:
+        await producer.alerts([alert])
+
+    names = ["lindero_alerts_lifecycle_latency_seconds", "lindero_alerts_lifecycle_commit_seconds"]
+    names.append("lindero_alerts_state_read_latency_seconds")
+
+    async def counted() -> bool:
+        return all(registry.get_sample_value(f"{name}_count") for name in names)
+
+    await wait_until(counted, 20, "the alert to be counted")
+    assert registry.get_sample_value("lindero_alerts_lifecycle_latency_seconds_count") == 1
+    slowest = registry.get_sample_value("lindero_alerts_lifecycle_latency_seconds_sum") or 0.0
+    assert 0 <= slowest < 20
+
+
 async def test_two_operators_at_once_one_wins_one_gets_409(
     start_alerts: AlertsFactory, make_kafka: KafkaFactory
 ) -> None:
