@@ -64,8 +64,12 @@ RECENTLY_CLOSED_S = 3600.0
 """Closed alerts stay in a fresh snapshot for this long."""
 SWEEP_EVERY_S = 1.0
 """How often the flusher looks for streams owed a heartbeat or a cursor-only frame."""
-FRAMES_PER_YIELD = 256
-"""The flusher lets the event loop run other work (Kafka, commands) after this many frames."""
+FLUSH_SLICE_S = 0.002
+"""The flusher lets the event loop run other work (Kafka, commands) after writing frames for this
+long. A change reaches the hub through several steps of the event loop (the Kafka response, the
+consumer's fetcher, the store's loop), and each waits for the end of a slice: with slices of 256
+frames (5-10 ms at 1,000 clients) a chain of four such steps took 57 ms (p50) during a fan-out to
+1,000 clients whose writes cost 20 us each, with 2 ms slices 17 ms, for about as many frames."""
 
 
 @dataclass(frozen=True)
@@ -593,6 +597,7 @@ class Hub:
         end = view_class.end
         batch = _Batch(view_class)
         yielded = False
+        slice_end_s = now + FLUSH_SLICE_S
         next_due_s: float | None = None
         for client in list(view_class.clients):
             if client.view_class is not view_class or client not in self.clients:
@@ -602,11 +607,12 @@ class Hub:
             due_s = client.last_sent_s + gap_s
             if due_s <= now and self._send(client, view_class, batch, now):
                 due_s = now + gap_s
-                if batch.frames >= FRAMES_PER_YIELD:
+                if loop.time() >= slice_end_s:
                     self._count(batch)
                     await asyncio.sleep(0)
                     yielded = True
                     now = loop.time()
+                    slice_end_s = now + FLUSH_SLICE_S
                     batch = _Batch(view_class)
             elif due_s <= now:  # its connection is full: try again after a gap
                 due_s = now + gap_s
