@@ -1180,8 +1180,9 @@ def markdown(rows: list[Row], bares: dict[int, Bare], found: list[str], meta: di
             "`LINDERO_ALERTS_RUN_LIFECYCLE=false` and `LINDERO_ALERTS_RUN_WEBHOOKS=false`, which only "
             "reads `alert.state`, `tracks` and dispatches from Kafka and fans them out. A second instance "
             "with `LINDERO_ALERTS_RUN_LIFECYCLE=true` (its own port, no clients) runs the lifecycle: it "
-            "turns each alert into an `alert.state` record in a Kafka transaction (every 0.05 s, the "
-            "due partitions' transactions side by side). This is the production layout for heavy "
+            "turns each alert into an `alert.state` record in a Kafka transaction (at once when the "
+            "partition's last transaction is 0.05 s old, else when it is; the partitions' transactions "
+            "side by side, the input read meanwhile). This is the production layout for heavy "
             "fan-out: the lifecycle no longer waits for a loop busy with websockets."
         )
     else:
@@ -1413,14 +1414,15 @@ def analysis(rows: list[Row], bares: dict[int, Bare]) -> str:
     )
     parts.append(
         "- *A floor under the latency goals.* Even with few clients and no tracks, an alert crosses "
-        "Kafka twice (`alerts` → lifecycle, `alert.state` → gateway, read committed), waits for the "
-        "lifecycle's next transaction (every `LINDERO_ALERTS_COMMIT_INTERVAL_S` = 0.05 s: nobody can "
-        "read the state before it commits) and for the client's next frame (a gap of clients ÷ "
-        f"`LINDERO_ALERTS_FRAME_BUDGET_PER_S`, between 20 and 200 ms: {_gap_ms(1000):.0f} ms at 1,000 "
-        f"clients, {_gap_ms(5000):.0f} ms at 5,000).{quiet_text} {PREVIOUS_FLOOR} These two waits "
-        f"alone add up to {50 + _gap_ms(1000):.0f} ms at 1,000 clients and {50 + _gap_ms(5000):.0f} ms "
-        "at 5,000 at worst, before the Kafka round trips and the transaction commit, and before "
-        "any process waits for a core on this shared 2-core machine."
+        "Kafka twice (`alerts` → lifecycle, `alert.state` → gateway, read committed), goes through "
+        "a lifecycle transaction (nobody can read the state before it commits; at most one per "
+        "partition every `LINDERO_ALERTS_COMMIT_INTERVAL_S` = 0.05 s, so an alert waits up to that "
+        "long behind its partition's previous one) and waits for the client's next frame (a gap of "
+        f"clients ÷ `LINDERO_ALERTS_FRAME_BUDGET_PER_S`, between 20 and 200 ms: {_gap_ms(1000):.0f} ms "
+        f"at 1,000 clients, {_gap_ms(5000):.0f} ms at 5,000).{quiet_text} {PREVIOUS_FLOOR} These two "
+        f"waits alone add up to {50 + _gap_ms(1000):.0f} ms at 1,000 clients and "
+        f"{50 + _gap_ms(5000):.0f} ms at 5,000 at worst, before the Kafka round trips and the "
+        "transaction commit, and before any process waits for a core on this shared 2-core machine."
     )
     bare_us = min(
         (b.cpu["server"] / b.frames_per_s * 1e6 for b in bares.values() if b.frames_per_s), default=0
