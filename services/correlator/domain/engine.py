@@ -285,7 +285,7 @@ class RegionEngine:
         live = [
             t
             for t in changed.values()
-            if t.status in (TrackStatus.CONFIRMED, TrackStatus.COASTING) and t.track_id not in gone
+            if t.status == TrackStatus.CONFIRMED and t.track_id not in gone
         ]
         if not live:
             return
