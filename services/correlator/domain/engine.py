@@ -278,15 +278,13 @@ class RegionEngine:
     def _run_per_track_rules(
         self, changed: dict[str, TrackEstimate], ended: list[TrackEstimate], now_s: float, out: Output
     ) -> None:
-        """Between two runs of every rule, the per-track rules look at the tracks that changed,
-        so a crossing or a zone entry is alerted when its detection is released, not up to
-        ``RULE_INTERVAL_S`` later."""
+        """Between two runs of every rule, the per-track rules look at the confirmed tracks that
+        changed, so a crossing or a zone entry is alerted when its detection is released, not up
+        to ``RULE_INTERVAL_S`` later. A track that only turned coasting is left to the next full
+        run: its estimate is from its last detection, seconds old, and an alert about it would
+        leave that late."""
         gone = {t.track_id for t in ended}
-        live = [
-            t
-            for t in changed.values()
-            if t.status == TrackStatus.CONFIRMED and t.track_id not in gone
-        ]
+        live = [t for t in changed.values() if t.status == TrackStatus.CONFIRMED and t.track_id not in gone]
         if not live:
             return
         rules = self.per_track_rules

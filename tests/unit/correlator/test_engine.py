@@ -668,3 +668,29 @@ def test_a_per_track_look_writes_the_rules_only_when_their_state_moved(make_engi
         engine.committed(changes)
     assert looks > 50
     assert 0 < written < looks / 10, (written, looks)
+
+
+def test_the_per_track_rules_never_look_at_a_track_that_only_turned_coasting(
+    make_engine: Engines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A track turning coasting carries its estimate from its last detection, seconds before: the
+    per-track looks leave it to the full runs (which did see it), so no alert goes out that old."""
+    engine = make_engine(FIXED)
+    per_track: list[set[TrackStatus]] = []
+    full: list[set[TrackStatus]] = []
+    rule = engine.rules["border_crossing"]
+    observe = rule.observe
+
+    def spy(tracks: Sequence[TrackView], now_s: float) -> list[Any]:
+        (full if engine.last_rules_s == now_s else per_track).append({v.track.status for v in tracks})
+        return observe(tracks, now_s)
+
+    monkeypatch.setattr(rule, "observe", spy)
+    _, detections = crossing(engine.context, period_s=0.3)
+    half = detections[: len(detections) // 2]
+    feed(engine, half)
+    for tick in range(1, 400):  # no more detections: the track coasts, then ends
+        engine.step(now_s=half[-1].time_s + 0.1 * tick)
+    assert any(TrackStatus.COASTING in statuses for statuses in full)
+    assert per_track
+    assert all(statuses == {TrackStatus.CONFIRMED} for statuses in per_track)
