@@ -230,7 +230,10 @@ class GatewayPoster:
         stats.total += len(events)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        base = restamp_base(events, settings.speed, dt.datetime.now(dt.UTC)) if settings.restamp else None
+        # The pacer hands an event over up to _PACE_SLACK_S before its time: stamp that much
+        # earlier, so no event is ever stamped ahead of the moment it leaves (CI once saw 2 ms).
+        now = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=_PACE_SLACK_S)
+        base = restamp_base(events, settings.speed, now) if settings.restamp else None
         limits = httpx.Limits(max_connections=max(10, 2 * len({e.gateway_id for e in events})))
         async with httpx.AsyncClient(
             base_url=settings.base_url, timeout=settings.timeout_s, transport=self.transport, limits=limits
