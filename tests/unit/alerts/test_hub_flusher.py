@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
@@ -183,6 +184,65 @@ async def test_an_idle_stream_gets_heartbeats() -> None:
     await asyncio.sleep(1.3)
     empty = [f for f in writer.frames if not f["messages"]]
     assert 2 <= len(empty) <= 5, writer.frames
+    await bench.close()
+
+
+class CostlyWriter(FakeWriter):
+    """A connection whose every write costs ``cost_s`` of the event loop's time."""
+
+    def __init__(self, cost_s: float) -> None:
+        super().__init__()
+        self.cost_s = cost_s
+
+    def write(self, frame: bytes) -> None:
+        _busy(self.cost_s)
+        super().write(frame)
+
+
+def _busy(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+async def test_a_slice_of_the_flusher_holds_enough_frames() -> None:
+    """Frames that cost more than the 2 ms slice (clients that fell behind get big ones) still go
+    out FRAMES_PER_SLICE at a time between two turns of other work: a change reaches 60 clients
+    whose writes cost 0.5 ms each while other work takes 10 ms per turn, within a few of its
+    turns (with 2 ms slices alone: a turn per three or four clients, ~20 in all)."""
+    bench = Bench()
+    writers = [CostlyWriter(0.0005) for _ in range(60)]
+    for writer in writers:
+        client = Client(
+            GoneSocket(),
+            centre_viewer(DEMO, "cc-cucuta"),
+            Subscription(),
+            f"c{len(bench.hub.clients)}",
+            writer,
+        )  # type: ignore[arg-type]
+        bench.hub.join(client, None)
+    await wait_until(lambda: asyncio.sleep(0, all(w.frames for w in writers)), 5, "the snapshots")
+    await asyncio.sleep(GAP_S * 1.5)
+    loop = asyncio.get_running_loop()
+    turns: list[float] = []
+    stop = False
+
+    async def other_work() -> None:
+        while not stop:
+            _busy(0.01)
+            turns.append(loop.time())
+            await asyncio.sleep(0)
+
+    hog = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    turns.clear()
+    bench.track(0)
+    await wait_until(lambda: asyncio.sleep(0, all(w.track_ids() for w in writers)), 5, "the change")
+    stop = True
+    await hog
+    last_write_s = max(w.written_s[-1] for w in writers)
+    before = [t for t in turns if t < last_write_s]
+    assert len(before) <= 10, f"the other work had {len(before)} turns of 10 ms while the frames went out"
     await bench.close()
 
 
