@@ -68,8 +68,8 @@ class Bench:
         self.hub = Hub(self.store, SharingPolicy(DEMO), self.metrics, **options)
         self.offset = 0
 
-    def join(self) -> tuple[Client, FakeWriter]:
-        writer = FakeWriter()
+    def join(self, writer: FakeWriter | None = None) -> tuple[Client, FakeWriter]:
+        writer = writer if writer is not None else FakeWriter()
         client = Client(
             GoneSocket(),
             centre_viewer(DEMO, "cc-cucuta"),
@@ -211,16 +211,7 @@ async def test_a_slice_of_the_flusher_holds_enough_frames() -> None:
     whose writes cost 0.5 ms each while other work takes 10 ms per turn, within a few of its
     turns (with 2 ms slices alone: a turn per three or four clients, ~20 in all)."""
     bench = Bench()
-    writers = [CostlyWriter(0.0005) for _ in range(60)]
-    for writer in writers:
-        client = Client(
-            GoneSocket(),
-            centre_viewer(DEMO, "cc-cucuta"),
-            Subscription(),
-            f"c{len(bench.hub.clients)}",
-            writer,
-        )  # type: ignore[arg-type]
-        bench.hub.join(client, None)
+    writers = [bench.join(CostlyWriter(0.0005))[1] for _ in range(60)]
     await wait_until(lambda: asyncio.sleep(0, all(w.frames for w in writers)), 5, "the snapshots")
     await asyncio.sleep(GAP_S * 1.5)
     loop = asyncio.get_running_loop()
