@@ -4,6 +4,14 @@ A gateway posts a :data:`SensorEvent` (radar, drone or ground body, chosen by ``
 or a :class:`SensorStatus` (heartbeat, battery, tamper, self-test). Ingest validates it, stamps
 it and writes a :class:`SensorEventRecord` to ``sensor.events`` (key: region id) or a
 :class:`SensorStatusRecord` to ``sensor.status`` (key: sensor id).
+
+A gateway that posts its events in time order may also promise, with the header
+``Lindero-Complete-Through`` on a batch (an empty one is a heartbeat), that every event it posts
+from then on is newer than that time. Ingest writes the promise, once the request's events are
+in Kafka, as a :class:`GatewayProgressRecord` to ``sensor.events`` for each region of the
+gateway's sensors (header ``lindero-record: progress``). A region whose gateways all keep
+promising is released by the correlator as soon as they have all promised past a detection,
+instead of after the reorder window.
 """
 
 from __future__ import annotations
@@ -220,3 +228,24 @@ class SensorStatusRecord(IngestStamp):
     """A status report as written to ``sensor.status``."""
 
     status: SensorStatus
+
+
+COMPLETE_THROUGH_HEADER = "lindero-complete-through"
+"""The HTTP header of a gateway's promise (an RFC 3339 UTC time), on ``/v1/events/batch``."""
+RECORD_KIND_HEADER = "lindero-record"
+"""The Kafka header that marks a record of ``sensor.events`` that is not a sensor event."""
+PROGRESS_KIND = b"progress"
+"""Its value on a :class:`GatewayProgressRecord`."""
+
+
+class GatewayProgressRecord(WireModel):
+    """A gateway's promise about one region, written to ``sensor.events`` (key: region id, header
+    ``lindero-record: progress``) after the events posted with it."""
+
+    schema_version: int = Field(default=SCHEMA_VERSION, ge=1)
+    received_at: UtcDateTime = Field(description="when ingest accepted it (ingest clock)")
+    region: Identifier = Field(description="a region of the gateway's sensors; the Kafka key")
+    gateway_id: Identifier = Field(description="the gateway that promises")
+    complete_through: UtcDateTime = Field(
+        description="every event of this region the gateway posts from now on has a later time"
+    )

@@ -16,7 +16,13 @@ from pydantic import TypeAdapter
 
 from schemas.alerts import Alert
 from schemas.api import ActionRequest, StreamCommand, StreamHello, TeamAnswer
-from schemas.events import SensorEvent, SensorEventRecord, SensorStatus, SensorStatusRecord
+from schemas.events import (
+    GatewayProgressRecord,
+    SensorEvent,
+    SensorEventRecord,
+    SensorStatus,
+    SensorStatusRecord,
+)
 from schemas.lifecycle import AlertAction, AlertState, AuditRecord, Dispatch
 from schemas.topics import REGISTRY
 from schemas.tracks import Track
@@ -28,6 +34,7 @@ _DOCUMENTS: dict[str, Any] = {
     "SensorStatus": SensorStatus,
     "SensorEventRecord": SensorEventRecord,
     "SensorStatusRecord": SensorStatusRecord,
+    "GatewayProgressRecord": GatewayProgressRecord,
     "Track": Track,
     "Alert": Alert,
     "AlertAction": AlertAction,

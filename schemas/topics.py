@@ -43,7 +43,9 @@ SENSOR_EVENTS = Topic(
     key="region id",
     cleanup="delete",
     retention_ms=7 * _DAY_MS,
-    doc="Validated sensor detections (radar, drone, ground) stamped by ingest.",
+    doc="Validated sensor detections (radar, drone, ground) stamped by ingest, and the gateways' "
+    "promises (GatewayProgressRecord, header lindero-record: progress) that they have posted "
+    "everything up to a time.",
 )
 SENSOR_STATUS = Topic(
     name="sensor.status",

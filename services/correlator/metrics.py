@@ -75,6 +75,11 @@ class CorrelatorMetrics:
             buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 1.25, 1.5, 2, 3, 5, 10),
             registry=registry,
         )
+        self.promises = Counter(
+            "lindero_correlator_gateway_promises",
+            "Gateway promises (Lindero-Complete-Through) taken by a region",
+            registry=registry,
+        )
         self.reorder_window = Gauge(
             "lindero_correlator_reorder_window_seconds",
             "How long detections wait for late ones now, by region (the adaptive window, or the fixed one)",

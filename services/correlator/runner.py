@@ -49,7 +49,13 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
-from schemas.events import SensorEventRecord, SensorStatusRecord
+from schemas.events import (
+    PROGRESS_KIND,
+    RECORD_KIND_HEADER,
+    GatewayProgressRecord,
+    SensorEventRecord,
+    SensorStatusRecord,
+)
 from schemas.topics import (
     ALERTS,
     CORRELATOR_STATE,
@@ -117,6 +123,9 @@ class CorrelatorTask(PartitionTask):
         self.status_time_s = 0.0
         self.findings: list[tuple[str, Any]] = []
         self.dead_letters: list[OutRecord] = []
+        self.last_detection_wall = time.time()
+        """When the last record other than a gateway's promise came in (a quiet region's event
+        time moves on from there; promises alone do not make it busy)."""
         self.generation = uuid.uuid4().hex
         """The changelog's generation (see the module's docstring)."""
         self.stale: set[bytes] = set()
@@ -275,6 +284,13 @@ class CorrelatorTask(PartitionTask):
     def _event(self, record: Any) -> None:
         if record.value is None:
             raise PoisonRecord("empty", "no value")
+        for name, kind in record.headers or ():
+            if name == RECORD_KIND_HEADER:
+                if kind != PROGRESS_KIND:
+                    raise PoisonRecord("unknown_record", f"{RECORD_KIND_HEADER}: {kind[:50]!r}")
+                self._progress(record.value)
+                return
+        self.last_detection_wall = time.time()
         runner = self.runner
         # Most records are polar radar detections, read without pydantic; every other record
         # (and any the fast path cannot decide) is validated by the schema as always.
@@ -302,6 +318,21 @@ class CorrelatorTask(PartitionTask):
             runner.metrics.late.inc()
         else:
             runner.metrics.duplicates.inc()
+
+    def _progress(self, value: bytes) -> None:
+        """A gateway's promise about a region (see schemas/events.py)."""
+        try:
+            promise = GatewayProgressRecord.model_validate_json(value)
+        except ValidationError as exc:
+            raise PoisonRecord("invalid", str(exc)[:500]) from exc
+        context = self.runner.contexts.get(promise.region)
+        if context is None:
+            raise PoisonRecord("unknown_region", promise.region)
+        engine = self.engines.get(promise.region)
+        if engine is None:
+            engine = self.engines[promise.region] = RegionEngine(context)
+        if engine.promise(promise.gateway_id, promise.complete_through.timestamp()):
+            self.runner.metrics.promises.inc()
 
     def _status(self, record: Any) -> None:
         if record.value is None:
@@ -340,7 +371,8 @@ class CorrelatorTask(PartitionTask):
         """
         out = Output()
         started = time.perf_counter()
-        idle_s = max(0.0, wall_s - self.last_input_wall) if caught_up else 0.0
+        last_input = self.last_detection_wall if self.kind == "events" else self.last_input_wall
+        idle_s = max(0.0, wall_s - last_input) if caught_up else 0.0
         if self.kind == "events":
             for engine in self.engines.values():
                 result = engine.step(engine.watermark_s + idle_s if idle_s > 0 else None)

@@ -15,6 +15,7 @@ the gateway may not post for, 409 an event_id reused for a different event, 413 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import time
@@ -24,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from schemas.events import COMPLETE_THROUGH_HEADER
 from services.ingest.domain.admission import Reason
 from services.ingest.domain.parsing import BodyError, Parsed
 from services.ingest.service import IngestCore, Outcome, Stream
@@ -38,6 +40,10 @@ Send = Callable[[Message], Awaitable[None]]
 JSON = b"application/json"
 PROBLEM = b"application/problem+json"
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
+_PROMISE = "Lindero-Complete-Through"
+_PROMISE_KEY = COMPLETE_THROUGH_HEADER.encode()
+_NOTHING = (b"", b"[]")
+"""Bodies of a promise without events (after stripping whitespace)."""
 
 
 class Refusal(Exception):
@@ -205,11 +211,15 @@ class EventsEndpoint:
                 Reason.UNSUPPORTED_MEDIA_TYPE,
                 f"Content-Type must be {accepted}, not {media_type or 'missing'!r}",
             )
+        through = self._complete_through(headers)
         body = await read_body(receive, headers, self.limit)
         parser = self.stream.parser
+        items: list[Parsed[Any]] = []  # with a promise and no body: a heartbeat
         try:
-            if not self.batch:
-                items: list[Parsed[Any]] = [parser.single(body)]
+            if through is not None and body.strip() in _NOTHING:
+                pass
+            elif not self.batch:
+                items = [parser.single(body)]
             elif ndjson:
                 items = parser.ndjson(body, self.core.settings.max_batch_events)
             else:
@@ -239,9 +249,45 @@ class EventsEndpoint:
                 f"({len(outcome.accepted)} of them were written and will come back as duplicates)",
                 self._retry_after(),
             )
+        if through is not None:
+            failure = await self.core.promise(gateway, through)
+            if failure is not None:
+                raise Refusal(
+                    503,
+                    "kafka_unavailable",
+                    f"the {_PROMISE} promise was not written ({failure}); retry the "
+                    f"request ({len(outcome.accepted)} of its events were written and will come "
+                    "back as duplicates)",
+                    self._retry_after(),
+                )
         if self.batch:
-            return await self._batch_answer(send, outcome)
+            return await self._batch_answer(send, outcome, through is not None)
         return await self._single_answer(send, outcome)
+
+    def _complete_through(self, headers: dict[bytes, bytes]) -> dt.datetime | None:
+        """The gateway's promise from the ``Lindero-Complete-Through`` header (events batches
+        only), or None; refuses a malformed one (400) or one too far ahead (422)."""
+        raw = headers.get(_PROMISE_KEY)
+        if raw is None:
+            return None
+        if not (self.batch and self.stream.name == "events"):
+            raise Refusal(400, Reason.MALFORMED, f"{_PROMISE} is only taken by /v1/events/batch")
+        text = raw.decode("latin-1").strip()
+        try:
+            through = dt.datetime.fromisoformat(text)
+        except ValueError:
+            through = None
+        if through is None or through.utcoffset() is None:
+            raise Refusal(
+                400,
+                Reason.MALFORMED,
+                f"{_PROMISE} must be an RFC 3339 time with a zone "
+                f"(e.g. 2026-11-22T10:00:00.250Z), not {text[:64]!r}",
+            )
+        refused = self.core.check_promise(through)
+        if refused is not None:
+            raise Refusal(422, Reason.TOO_NEW, f"{_PROMISE}: {refused}")
+        return through
 
     def _retry_after(self) -> list[tuple[bytes, bytes]]:
         return [(b"retry-after", str(self.core.settings.retry_after_s).encode())]
@@ -272,10 +318,10 @@ class EventsEndpoint:
         await respond(send, rejection.status, body, PROBLEM)
         return rejection.status
 
-    async def _batch_answer(self, send: Send, outcome: Outcome) -> int:
+    async def _batch_answer(self, send: Send, outcome: Outcome, promised: bool = False) -> int:
         accepted, duplicates, rejected = len(outcome.accepted), len(outcome.duplicates), len(outcome.rejected)
         if not rejected:
-            status = 202 if accepted else 200
+            status = 202 if accepted or (promised and not duplicates) else 200
         elif accepted or duplicates:
             status = 207
         else:
@@ -288,5 +334,7 @@ class EventsEndpoint:
             "rejected_events": [r.as_json() for r in sorted(outcome.rejected, key=lambda r: r.position)],
             "duplicate_events": [{"index": i, "event_id": e} for i, e, _ in sorted(outcome.duplicates)],
         }
+        if promised:
+            body["promise_written"] = True
         await respond(send, status, body)
         return status

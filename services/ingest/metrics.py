@@ -73,6 +73,11 @@ class IngestMetrics:
             "Event ids remembered for duplicate detection",
             registry=registry,
         )
+        self.promises = Counter(
+            "lindero_ingest_progress_records",
+            "Gateway promises (Lindero-Complete-Through) written to sensor.events, one per region",
+            registry=registry,
+        )
         self.accepted = {kind: self.events.labels(kind, "accepted") for kind in KINDS}
         self.duplicates = {kind: self.events.labels(kind, "duplicate") for kind in KINDS}
 

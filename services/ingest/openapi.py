@@ -135,6 +135,32 @@ def _operation(
     }
 
 
+def _with_promise(operation: dict[str, Any]) -> dict[str, Any]:
+    """The batch endpoint's optional ``Lindero-Complete-Through`` header (schemas/events.py)."""
+    post = operation["post"]
+    post["parameters"] = [
+        {
+            "name": "Lindero-Complete-Through",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "format": "date-time"},
+            "example": "2026-11-22T10:00:00.250Z",
+            "description": (
+                "A promise: every event this gateway posts from now on (and every one not yet "
+                "acknowledged to it) is newer than this time. Send it only if the gateway posts "
+                "in time order, with one request in flight. Once the request's events are in "
+                "Kafka, ingest writes it to `sensor.events` for each region of the gateway's "
+                "sensors; a region whose gateways all keep promising is tracked as soon as they "
+                "have all promised past a detection, instead of after the reorder window. "
+                "With an empty body (`[]`) it is a heartbeat (202). 400 when it is not an "
+                "RFC 3339 time with a zone, 422 (`too_new`) when it is further ahead of "
+                "ingest's clock than an event may be, 503 when it could not be written."
+            ),
+        }
+    ]
+    return operation
+
+
 def _schemas() -> dict[str, Any]:
     components: dict[str, Any] = {}
     adapters: tuple[tuple[str, TypeAdapter[Any]], ...] = (
@@ -212,18 +238,20 @@ def paths() -> dict[str, Any]:
             {**single_ok, **_common_errors(single=True)},
             "events",
         ),
-        "/v1/events/batch": _operation(
-            "Post many sensor events",
-            batch_note,
-            {
-                "application/json": {
-                    "schema": {"type": "array", "items": {"$ref": "#/components/schemas/SensorEvent"}},
-                    "examples": {"mixed": batch_events_example},
+        "/v1/events/batch": _with_promise(
+            _operation(
+                "Post many sensor events",
+                batch_note,
+                {
+                    "application/json": {
+                        "schema": {"type": "array", "items": {"$ref": "#/components/schemas/SensorEvent"}},
+                        "examples": {"mixed": batch_events_example},
+                    },
+                    "application/x-ndjson": {"schema": {"type": "string"}},
                 },
-                "application/x-ndjson": {"schema": {"type": "string"}},
-            },
-            {**batch_ok, **batch_errors},
-            "events",
+                {**batch_ok, **batch_errors},
+                "events",
+            )
         ),
         "/v1/status": _operation(
             "Post one sensor status report (heartbeat, battery, tamper, self-test)",

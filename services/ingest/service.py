@@ -16,7 +16,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.events import SensorEvent, SensorStatus
+from schemas.events import (
+    PROGRESS_KIND,
+    RECORD_KIND_HEADER,
+    GatewayProgressRecord,
+    SensorEvent,
+    SensorStatus,
+)
 from schemas.topics import SENSOR_EVENTS, SENSOR_STATUS, Topic
 from services.core.apikeys import KeyRing
 from services.core.config import LinderoConfig
@@ -35,7 +41,7 @@ from services.ingest.domain.parsing import EventParser, FieldError, Parsed
 from services.ingest.domain.ratelimit import RateLimiter
 from services.ingest.errors import KafkaUnavailable
 from services.ingest.metrics import IngestMetrics
-from services.ingest.publisher import Delivery, Publisher, Ticket
+from services.ingest.publisher import Delivery, Publisher, Record, Ticket
 from services.ingest.settings import IngestSettings
 
 
@@ -106,6 +112,13 @@ class IngestCore:
         self.ready = False
         self._inflight: dict[bytes, tuple[int, Ticket, int]] = {}
         """Event ids being written right now: their digest, ticket and position in it."""
+        self._regions = {
+            gateway_id: sorted(
+                {self.directory.sensors[s].region for s in g.sensors if s in self.directory.sensors}
+            )
+            for gateway_id, g in self.directory.gateways.items()
+        }
+        """Per gateway, the regions of its sensors (where its promises go)."""
 
     def authenticate(self, token: str | None) -> GatewayInfo | None:
         """The gateway a presented API key belongs to, or ``None``.
@@ -232,6 +245,55 @@ class IngestCore:
             )
         self._count(outcome)
         return outcome
+
+    def check_promise(self, through: dt.datetime) -> str | None:
+        """Why a gateway's promise (``complete_through``) is refused, or None: it may not lie
+        further ahead of ingest's clock than an event may (it would make the gateway's next
+        events late)."""
+        ahead_s = through.timestamp() - self.clock()
+        if ahead_s > self.limits.max_future_s:
+            return (
+                f"complete_through is {ahead_s:.1f} s ahead of ingest's clock; "
+                f"at most {self.limits.max_future_s:g} s are allowed"
+            )
+        return None
+
+    async def promise(self, gateway: GatewayInfo, through: dt.datetime) -> str | None:
+        """Write the gateway's promise for each region of its sensors (call it once the
+        request's events are written, so that the promise lands after them). The reason it
+        was not written, or None."""
+        regions = self._regions.get(gateway.gateway_id, [])
+        if not regions:
+            return None
+        received_at = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
+        records: list[Record] = [
+            (
+                region.encode(),
+                GatewayProgressRecord(
+                    received_at=received_at,
+                    region=region,
+                    gateway_id=gateway.gateway_id,
+                    complete_through=through,
+                )
+                .model_dump_json()
+                .encode(),
+                [(RECORD_KIND_HEADER, PROGRESS_KIND)],
+            )
+            for region in regions
+        ]
+        topic = self._topics[EVENTS.name]
+        try:
+            await self.publisher.prepare(topic)
+            ticket = self.publisher.submit(topic, records)
+        except KafkaUnavailable as exc:
+            return str(exc)
+        if not await ticket.wait(self.settings.produce_timeout_s) or any(
+            d is None for d in ticket.deliveries
+        ):
+            ticket.withdraw()
+            return ticket.error or f"Kafka did not acknowledge in {self.settings.produce_timeout_s:g} s"
+        self.metrics.promises.inc(len(records))
+        return None
 
     def _settle_fresh(self, outcome: Outcome, fresh: Sequence[Admitted], ticket: Ticket, done: bool) -> None:
         inflight = self._inflight

@@ -15,6 +15,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
+from schemas.events import PROGRESS_KIND, RECORD_KIND_HEADER, GatewayProgressRecord
 from schemas.topics import ALERTS, REGISTRY, SENSOR_EVENTS, SENSOR_STATUS, TRACKS
 from services.core.config import LinderoConfig
 from services.core.kafka import KafkaSettings, ensure_topics
@@ -79,6 +80,22 @@ class Writer:
                 )
             )
         await asyncio.gather(*futures)
+
+    async def promise(self, region: str, gateway_id: str, through_s: float) -> None:
+        """A gateway's promise about ``region``, as ingest writes it after a request's events."""
+        assert self.producer is not None
+        record = GatewayProgressRecord(
+            received_at=START + dt.timedelta(seconds=through_s),
+            region=region,
+            gateway_id=gateway_id,
+            complete_through=START + dt.timedelta(seconds=through_s),
+        )
+        await self.producer.send_and_wait(
+            self.kafka.topics(SENSOR_EVENTS),
+            record.model_dump_json().encode(),
+            key=region.encode(),
+            headers=[(RECORD_KIND_HEADER, PROGRESS_KIND)],
+        )
 
 
 def stamp(seconds: float) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,8 +23,10 @@ from tests.integration.correlator_fixtures import (
     alerts_in,
     radar_events,
     running_correlator,
+    stamp,
     tracks_in,
 )
+from tests.unit.correlator.worlds import with_tracking
 
 
 def crossing_path(context: RegionContext, seconds: int = 600) -> list[tuple[float, float, float]]:
@@ -64,6 +67,36 @@ async def test_border_crossing_through_kafka(make_kafka: KafkaFactory, demo_conf
     assert confirmed[-1]["jurisdiction"] == "VE"
     assert confirmed[-1]["class"] == "person"
     assert running.correlator.metrics.registry is running.registry
+
+
+async def test_gateway_promises_release_a_region_before_its_reorder_window(
+    make_kafka: KafkaFactory, demo_config: LinderoConfig
+) -> None:
+    """With a fixed window of 10 minutes, radar events wait; once every gateway of the region has
+    promised past them (records as ingest writes them), they are tracked and published at once."""
+    kafka = make_kafka()
+    config = with_tracking(demo_config, reorder_window_s=600.0, reorder_adaptive=False)
+    context = RegionContext.build(config, Geography.load(config.geography_path), "co-ve-cucuta")
+    events = radar_events(context, "co-cuc-rdr-1", crossing_path(context, seconds=40))
+    async with running_correlator(kafka, config) as running, Writer(kafka, config) as writer:
+        await writer.write(events)
+        await asyncio.sleep(3.0)
+        assert await tracks_in(kafka) == []  # held by the window
+        for gateway in sorted(context.gateways - {"gw-ve-gnb-tac"}):
+            await writer.promise("co-ve-cucuta", gateway, 40.0)
+        await asyncio.sleep(3.0)
+        assert await tracks_in(kafka) == []  # one gateway has not promised yet
+        await writer.promise("co-ve-cucuta", "gw-ve-gnb-tac", 40.0)
+
+        async def confirmed() -> bool:
+            return any(t is not None and t["status"] == "confirmed" for _, t in await tracks_in(kafka))
+
+        await wait_until(confirmed, 30, "a confirmed track, released by the promises")
+        promises = running.registry.get_sample_value("lindero_correlator_gateway_promises_total")
+    assert promises == 4
+    latest = [t for _, t in await tracks_in(kafka) if t is not None][-1]
+    last_update = dt.datetime.fromisoformat(latest["last_update"])
+    assert last_update == dt.datetime.fromisoformat(stamp(38))  # every detection up to the promise
 
 
 def latest_state(records: Sequence[ConsumerRecord[bytes, bytes]], prefix: str) -> dict[str, Any | None]:

@@ -12,7 +12,16 @@ import pytest
 from aiokafka.partitioner import murmur2
 from pydantic import TypeAdapter
 
-from schemas.events import SensorEvent, SensorEventRecord, SensorStatus, SensorStatusRecord
+from schemas.events import (
+    COMPLETE_THROUGH_HEADER,
+    PROGRESS_KIND,
+    RECORD_KIND_HEADER,
+    GatewayProgressRecord,
+    SensorEvent,
+    SensorEventRecord,
+    SensorStatus,
+    SensorStatusRecord,
+)
 from schemas.topics import SENSOR_EVENTS, SENSOR_STATUS
 from services.core.kafka import KafkaSettings
 from services.ingest.domain.admission import HEADER_DIGEST, HEADER_EVENT_ID, HEADER_SENSOR_TYPE
@@ -107,6 +116,59 @@ async def test_clean_batch_is_written_whole(
     }
     records = await events_in_kafka(ingest)
     assert [orjson.loads(r.value)["event"]["event_id"] for r in records] == [e["event_id"] for e in events]
+
+
+async def test_a_promise_lands_after_the_events_it_covers_once_per_region(
+    ingest: RunningIngest, demo_keys: dict[str, str], make_event: EventFactory
+) -> None:
+    """Lindero-Complete-Through on a batch: the events, then one GatewayProgressRecord per region
+    of the gateway's sensors, behind them on the region's partition; an empty batch is a heartbeat."""
+    events = [make_event("radar") for _ in range(5)]
+    through = "2026-11-22T10:00:00.250Z"
+    headers = {**auth(demo_keys), COMPLETE_THROUGH_HEADER: through}
+    response = await ingest.client.post("/v1/events/batch", json=events, headers=headers)
+    assert response.status_code == 202, response.text
+    assert response.json()["accepted"] == 5
+    assert response.json()["promise_written"] is True
+    heartbeat = await ingest.client.post("/v1/events/batch", json=[], headers=headers)
+    assert heartbeat.status_code == 202, heartbeat.text
+    assert heartbeat.json()["accepted"] == 0
+    records = await events_in_kafka(ingest)
+    kinds = [dict(r.headers).get(RECORD_KIND_HEADER) for r in records]
+    assert kinds == [None] * 5 + [PROGRESS_KIND] * 2
+    for record in records[5:]:
+        assert record.key == b"co-ve-cucuta"  # the ejercito gateway's sensors are all in Cúcuta
+        assert record.partition == records[0].partition
+        promise = GatewayProgressRecord.model_validate_json(record.value)
+        assert (promise.region, promise.gateway_id) == ("co-ve-cucuta", "gw-co-ejercito-cuc")
+        assert promise.complete_through.isoformat() == "2026-11-22T10:00:00.250000+00:00"
+
+
+@pytest.mark.parametrize(
+    ("value", "status", "reason", "says"),
+    [
+        ("yesterday", 400, "malformed", "RFC 3339"),
+        ("2026-11-22T10:00:00", 400, "malformed", "with a zone"),
+        ("2099-01-01T00:00:00Z", 422, "too_new", "ahead of ingest's clock"),
+    ],
+)
+async def test_a_bad_promise_is_refused_and_nothing_is_written(
+    ingest: RunningIngest,
+    demo_keys: dict[str, str],
+    make_event: EventFactory,
+    value: str,
+    status: int,
+    reason: str,
+    says: str,
+) -> None:
+    headers = {**auth(demo_keys), COMPLETE_THROUGH_HEADER: value}
+    response = await ingest.client.post("/v1/events/batch", json=[make_event("radar")], headers=headers)
+    assert (response.status_code, response.json()["reason"]) == (status, reason)
+    assert says in response.json()["detail"]
+    assert "Lindero-Complete-Through" in response.json()["detail"]
+    single = await ingest.client.post("/v1/status/batch", json=[make_event("status")], headers=headers)
+    assert single.status_code == 400
+    assert await events_in_kafka(ingest) == []
 
 
 async def test_mixed_batch_accepts_good_and_names_bad_by_index(

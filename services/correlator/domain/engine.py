@@ -8,6 +8,13 @@ meanwhile, see sweep.py). The window is ``reorder_window_s``, or with ``reorder_
 the region's detections needed lately, up to that (reorder.py). A detection older than the
 release cursor when it arrives is *late*: counted and dropped (feeding it would rewind tracks).
 
+Gateways may promise that everything they post from then on is newer than a time
+(``Lindero-Complete-Through``, see schemas/events.py). While *every* gateway of the region keeps
+promising (none of the promises more than ``reorder_window_s`` behind event time's front), the
+cursor moves on to the oldest of their promises as soon as it is ahead of the window: a
+detection then waits for the gateways, not for the slowest delay seen in five minutes. One
+gateway that stops promising hands the region back to the window.
+
 Every ``RULE_INTERVAL_S`` of event time the rules look at the live tracks; in between, the
 rules whose verdict on a track depends on that track alone (a crossing, a zone entry) look at
 each track that changed, at every step. The alert book turns their findings into alerts.
@@ -127,6 +134,8 @@ class RegionEngine:
         self.pending_publish: set[str] = set()
         self.recent: OrderedDict[str, float] = OrderedDict()
         self.late_total = 0
+        self.promises: dict[str, float] = {}
+        """Per gateway of the region, the latest time it promised to have posted everything up to."""
         config = self.tracker.config
         self.beams = BeamFollower(math.radians(config.sweep_margin_deg), config.sweep_margin_m)
         """Where each radar's beam was last seen (a radar scan counts misses only where it swept)."""
@@ -161,6 +170,25 @@ class RegionEngine:
         self.watermark_s = max(self.watermark_s, detection.time_s)
         return True
 
+    def promise(self, gateway_id: str, through_s: float) -> bool:
+        """A gateway promised that every detection it posts from now on is newer than
+        ``through_s``. False when it is not one of the region's gateways (ignored)."""
+        if gateway_id not in self.context.gateways or not math.isfinite(through_s):
+            return False
+        self.promises[gateway_id] = max(through_s, self.promises.get(gateway_id, -math.inf))
+        return True
+
+    def promised_s(self, front_s: float) -> float | None:
+        """How far every gateway of the region has promised, or None when one has not (or its
+        promise is more than ``reorder_window_s`` behind ``front_s``: it stopped promising)."""
+        gateways = self.context.gateways
+        if not gateways or len(self.promises) < len(gateways):
+            return None
+        through = min(self.promises.values())
+        if front_s - through > self.window.max_s:
+            return None
+        return through
+
     def min_buffered_offset(self) -> int | None:
         """The smallest Kafka offset still waiting in the buffer (what must be re-read after a crash)."""
         offsets = [entry[2] for entry in self.buffer if entry[2] >= 0]
@@ -175,6 +203,9 @@ class RegionEngine:
         front = self.watermark_s if now_s is None else max(self.watermark_s, now_s)
         self.front_s = max(self.front_s, front)
         release = front - self.window.seconds
+        promised = self.promised_s(front)
+        if promised is not None and promised > release:
+            release = promised
         if release <= self.release_s:
             return out
         ready: list[Detection] = []
@@ -473,6 +504,7 @@ class RegionEngine:
             "pending_publish": sorted(self.pending_publish),
             "late_total": self.late_total,
             "beams": self.beams.state(),
+            "promises": self.promises,
         }
 
     # -- changelog ---------------------------------------------------------------------------
@@ -511,6 +543,7 @@ class RegionEngine:
             "last_rules_s": _finite(self.last_rules_s),
             "late_total": self.late_total,
             "beams": self.beams.state(),
+            "promises": dict(self.promises),
         }
         rules = None
         if self.rules_dirty:
@@ -574,6 +607,9 @@ class RegionEngine:
         engine.pending_publish = set(state.get("pending_publish", []))
         engine.late_total = int(state.get("late_total", 0))
         engine.beams.restore(state.get("beams", []))
+        engine.promises = {
+            g: float(t) for g, t in (state.get("promises") or {}).items() if g in context.gateways
+        }
         return engine
 
 

@@ -67,6 +67,8 @@ class RegionContext:
     sensors: dict[str, SensorSite]
     tracking: TrackingConfig
     rules: RulesConfig
+    gateways: frozenset[str] = frozenset()
+    """The gateways that may post for this region's sensors (whose promises release it)."""
 
     @classmethod
     def build(cls, config: LinderoConfig, geography: Geography | None, region_id: str) -> RegionContext:
@@ -127,6 +129,7 @@ class RegionContext:
             sensors=sensors,
             tracking=config.tracking_for(region_id),
             rules=config.rules_for(region_id),
+            gateways=frozenset(g.id for g in config.gateways if any(s in sensors for s in g.sensors)),
         )
 
     def jurisdiction(self, east_m: Array, north_m: Array) -> list[str | None]:

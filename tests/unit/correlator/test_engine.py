@@ -243,6 +243,104 @@ def test_the_adaptive_window_survives_a_restore(make_engine: Engines) -> None:
         assert (other.front_s, other.release_s) == (engine.front_s, engine.release_s)
 
 
+def promise_all(engine: RegionEngine, through_s: float, *, but: str | None = None) -> None:
+    """Every gateway of the region (except ``but``) promises to have posted up to ``through_s``."""
+    for gateway in sorted(engine.context.gateways - {but}):
+        assert engine.promise(gateway, through_s)
+
+
+def test_the_region_knows_its_gateways_from_the_configuration(make_engine: Engines) -> None:
+    engine = make_engine()
+    assert engine.context.gateways == {
+        "gw-co-ejercito-cuc",
+        "gw-co-policia-cuc",
+        "gw-ve-fanb-tac",
+        "gw-ve-gnb-tac",
+    }
+    assert engine.promise("gw-mx-sedena-tap", T0) is False  # another region's gateway: ignored
+    assert engine.promises == {}
+
+
+def test_when_every_gateway_promised_past_a_detection_it_is_released_at_once(make_engine: Engines) -> None:
+    """A fixed 2 s window holds the detections; the gateways' promises release each one as soon
+    as the last of them has promised past it, and not before."""
+    engine = make_engine(FIXED)
+    _, detections = crossing(engine.context, period_s=1.0)
+    first, second = detections[0], detections[1]
+    engine.add(first)
+    engine.add(second)
+    promise_all(engine, second.time_s, but="gw-ve-gnb-tac")
+    assert engine.step().processed == 0  # one gateway has not promised: the window decides
+    assert engine.promise("gw-ve-gnb-tac", first.time_s)
+    out = engine.step()
+    assert out.processed == 1  # released up to the oldest promise: the first detection only
+    assert engine.release_s == first.time_s
+    assert engine.promise("gw-ve-gnb-tac", second.time_s + 0.5)
+    assert engine.step().processed == 1
+    assert engine.release_s == second.time_s  # the oldest promise now
+    late = dataclasses.replace(second, event_id="behind-a-promise", time_s=second.time_s - 0.1)
+    assert engine.add(late) is False  # a gateway broke its promise: late, as behind the window
+    assert engine.late_total == 1
+
+
+def test_a_promise_never_holds_back_what_the_window_releases(make_engine: Engines) -> None:
+    """Promises only bring the release forward: old promises leave the window in charge."""
+    engine = make_engine(FIXED)
+    _, detections = crossing(engine.context, period_s=1.0)
+    promise_all(engine, detections[0].time_s - 1.5)
+    feed(engine, detections[:6])
+    assert engine.release_s == detections[5].time_s - 2.0
+
+
+def test_a_gateway_that_stops_promising_hands_the_region_back_to_the_window(make_engine: Engines) -> None:
+    """A promise more than reorder_window_s behind event time's front no longer counts, so one
+    silent gateway cannot stall the region, nor let it run ahead of the others."""
+    engine = make_engine({"reorder_window_s": 2.0})
+    _, detections = crossing(engine.context, period_s=1.0)
+    promise_all(engine, detections[0].time_s)
+    engine.add(detections[0])
+    assert engine.promised_s(detections[0].time_s) == detections[0].time_s
+    assert engine.promised_s(detections[0].time_s + 2.5) is None
+    for gateway in sorted(engine.context.gateways - {"gw-co-policia-cuc"}):
+        engine.promise(gateway, detections[5].time_s)
+    assert engine.promised_s(detections[5].time_s) is None  # policia's promise is 5 s old
+
+
+def test_promises_survive_a_restore(make_engine: Engines) -> None:
+    engine = make_engine(FIXED)
+    _, detections = crossing(engine.context, period_s=1.0)
+    promise_all(engine, detections[3].time_s)
+    feed(engine, detections[:5])
+    restored = RegionEngine.restore(engine.context, orjson.loads(orjson.dumps(engine.export_state())))
+    header = orjson.loads(orjson.dumps(engine.changes().header))
+    from_log = RegionEngine.from_changelog(engine.context, header, None, [])
+    for other in (restored, from_log):
+        assert other.promises == engine.promises
+        assert other.promised_s(detections[4].time_s) == detections[3].time_s
+
+
+def test_promised_and_windowed_releases_track_alike(make_engine: Engines) -> None:
+    """Released by promises as each scan is posted, the tracks come out the same as through the
+    2 s window, only sooner."""
+    windowed, promised = make_engine(FIXED), make_engine(FIXED)
+    _, detections = crossing(windowed.context, period_s=1.0)
+    windowed_out = feed(windowed, detections)
+    windowed_out.append(windowed.step(now_s=detections[-1].time_s + 2.0))
+    promised_out = []
+    for offset, detection in enumerate(detections):
+        promised.add(detection, offset)
+        promise_all(promised, detection.time_s)
+        promised_out.append(promised.step())
+        assert promised_out[-1].processed == 1  # each detection as soon as it is promised
+    got, expected = promised.tracker.estimates(), windowed.tracker.estimates()
+    assert [(t.track_id, t.update_count, t.evidence) for t in got] == [
+        (t.track_id, t.update_count, t.evidence) for t in expected
+    ]
+    crossings = [(a.kind, a.track_ids) for a in alerts_of(promised_out)]
+    assert crossings == [(a.kind, a.track_ids) for a in alerts_of(windowed_out)]
+    assert [kind for kind, _ in crossings] == [AlertKind.BORDER_CROSSING]
+
+
 def test_a_repeated_event_id_is_dropped_and_not_counted_late(make_engine: Engines) -> None:
     """A retry written twice is processed once, whether it comes back before or after release."""
     engine = make_engine()
