@@ -58,6 +58,8 @@ SECRET = "bench-pipeline-only-0123456789abcdef0123456789abcdef"  # noqa: S105 (t
 BATCH_SIZE = 50
 MAX_DELAY_S = 0.5
 """As the simulator's poster (PosterSettings): a gateway's batch and batching delay."""
+HEARTBEAT_S = 0.1
+"""With promises: how often a gateway with nothing to post repeats its promise."""
 SCENARIO_S = 300.0
 SCENARIO_START = dt.datetime(2026, 3, 1, 2, 0, tzinfo=dt.UTC)
 RATE_PER_DENSITY = 31.6
@@ -166,6 +168,12 @@ class Poster:
     keys: Mapping[str, str]
     max_delay_s: float = MAX_DELAY_S
     """How long a lane's first event waits for the batch to fill before it is posted anyway."""
+    promise: bool = False
+    """Each gateway promises (``Lindero-Complete-Through``) with every batch of detections how far
+    it has posted them, and an idle one repeats it every ``HEARTBEAT_S`` with an empty batch."""
+    position: float = -math.inf
+    """Sensor time of the latest event handed to a lane: every later one is at least as new."""
+    heartbeats: int = 0
     sent: array[float] = field(default_factory=lambda: array("d"))
     """Per request of detections: wall time it was sent (first attempt)."""
     acked: array[float] = field(default_factory=lambda: array("d"))
@@ -188,11 +196,25 @@ class Poster:
     async def run(self, plan: Scenario, until: float, start: float | None = None) -> None:
         """Hand the looped scenario to the lanes from ``start`` (wall) until ``until``, then drain."""
         start = time.time() if start is None else start
+        self.position = start
         lanes: dict[tuple[str, str], _Lane] = {}
         async with httpx.AsyncClient(
             base_url=self.base_url, timeout=30.0, limits=httpx.Limits(max_connections=64)
         ) as client:
             senders: list[asyncio.Task[None]] = []
+
+            def lane_of(gateway: str, stream: str) -> _Lane:
+                lane = lanes.get((gateway, stream))
+                if lane is None:
+                    headers = {"Authorization": f"Bearer {self.keys[gateway]}"}
+                    headers["Content-Type"] = "application/json"
+                    lane = lanes[gateway, stream] = _Lane(gateway, stream, headers)
+                    senders.append(asyncio.create_task(self._send(client, lane)))
+                return lane
+
+            if self.promise:  # every gateway promises from the start, also one with nothing to post yet
+                for gateway in sorted(self.keys):
+                    lane_of(gateway, "events")
             try:
                 for rank in range(10**9):
                     offset = start + rank * plan.length_s
@@ -207,14 +229,10 @@ class Poster:
                             await asyncio.sleep(delay)
                         else:
                             self.behind_s = max(self.behind_s, -delay)
-                        lane = lanes.get((gateway, stream))
-                        if lane is None:
-                            headers = {"Authorization": f"Bearer {self.keys[gateway]}"}
-                            headers["Content-Type"] = "application/json"
-                            lane = lanes[gateway, stream] = _Lane(gateway, stream, headers)
-                            senders.append(asyncio.create_task(self._send(client, lane)))
+                        lane = lane_of(gateway, stream)
                         fresh = {**payload, "time": _stamp(due), "event_id": str(uuid.uuid4())}
                         lane.queue.append((time.time(), due, fresh))
+                        self.position = due
                         self.handed += 1
                         if len(lane.queue) == 1 or len(lane.queue) >= BATCH_SIZE:
                             lane.wake.set()
@@ -228,12 +246,20 @@ class Poster:
                     task.cancel()
 
     async def _send(self, client: httpx.AsyncClient, lane: _Lane) -> None:
+        promising = self.promise and lane.stream == "events"
         while True:
             lane.wake.clear()
             if not lane.queue:
                 if self.stopping:
                     return
-                await lane.wake.wait()
+                if not promising:
+                    await lane.wake.wait()
+                    continue
+                try:
+                    await asyncio.wait_for(lane.wake.wait(), HEARTBEAT_S)
+                except TimeoutError:
+                    self.heartbeats += 1
+                    await self._deliver(client, lane, [])
                 continue
             if len(lane.queue) < BATCH_SIZE and not self.stopping:
                 remaining = lane.queue[0][0] + self.max_delay_s - time.time()
@@ -248,16 +274,22 @@ class Poster:
         self, client: httpx.AsyncClient, lane: _Lane, batch: list[tuple[float, float, dict[str, Any]]]
     ) -> None:
         body = orjson.dumps([payload for _, _, payload in batch])
+        headers = lane.headers
+        if self.promise and lane.stream == "events":
+            # Everything still queued, and everything handed later, is at least this new.
+            through = (lane.queue[0][1] if lane.queue else self.position) - 0.001
+            headers = {**headers, "Lindero-Complete-Through": _stamp(through)}
         sent = time.time()
         for attempt in range(20):
             try:
-                response = await client.post(PATHS[lane.stream], content=body, headers=lane.headers)
+                response = await client.post(PATHS[lane.stream], content=body, headers=headers)
             except httpx.TransportError as exc:
                 self.responses[type(exc).__name__] += 1
             else:
                 self.responses[str(response.status_code)] += 1
                 if response.status_code not in RETRIABLE_STATUS:
-                    self._settle(lane, batch, response, sent)
+                    if batch:
+                        self._settle(lane, batch, response, sent)
                     return
             self.retries += 1
             await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
@@ -443,6 +475,8 @@ class Setting:
     """The tracking section's ``reorder_adaptive``; None: the default (adaptive)."""
     gateway_wait_s: float = MAX_DELAY_S
     """The gateways' batching: a lane posts what has waited this long (or a full batch)."""
+    promise: bool = False
+    """The gateways promise how far they have posted (``Lindero-Complete-Through``)."""
 
     def describe(self) -> str:
         window = "2 s (default)" if self.reorder_window_s is None else f"{self.reorder_window_s:g} s"
@@ -452,6 +486,8 @@ class Setting:
             "" if self.publish_interval_s is None else f", publish interval {self.publish_interval_s:g} s"
         )
         gateways = f"gateways post within {self.gateway_wait_s:g} s, "
+        if self.promise:
+            gateways += f"promise how far they have posted (idle: every {HEARTBEAT_S:g} s), "
         return (
             gateways
             + f"reorder window {window}{publish}"

@@ -69,6 +69,9 @@ SETTINGS = {
     # Gateways that post within 0.1 s instead of 0.5 s (the adaptive window learns the shorter
     # delay), with the low-latency commit intervals.
     "prompt-gateways": Setting("prompt gateways", gateway_wait_s=0.1, env=LOW_LATENCY.env),
+    # Gateways that batch as the defaults' but promise how far they have posted
+    # (Lindero-Complete-Through), with the low-latency commit intervals.
+    "promises": Setting("promising gateways", promise=True, env=LOW_LATENCY.env),
 }
 
 
@@ -112,7 +115,7 @@ async def measure(
     ready = asyncio.Event()
     watcher = asyncio.create_task(dashboard.run(ready))
     await asyncio.wait_for(ready.wait(), 30)
-    poster = Poster(stack.url("ingest"), keys(), max_delay_s=setting.gateway_wait_s)
+    poster = Poster(stack.url("ingest"), keys(), max_delay_s=setting.gateway_wait_s, promise=setting.promise)
     start = time.time()
     window_start = start + args.warmup
     until = window_start + args.duration
@@ -185,6 +188,9 @@ async def measure(
         dashboard_closed=dashboard.closed,
         untimed_track_messages=dashboard.unchanged,
         alerts_by_kind=alerts.by_label(),
+        extra={"heartbeats_per_s": poster.heartbeats / max(1e-9, time.time() - start)}
+        if setting.promise
+        else {},
     )
 
 
@@ -257,6 +263,7 @@ def main() -> int:
                 finally:
                     stack.stop()
                 row.extra = {
+                    **row.extra,
                     "rate": rate,
                     "started": started,
                     "command": command,
@@ -432,6 +439,12 @@ def analysis(rows: list[Row]) -> str:
                 f" {k['late_per_s']:,.1f} detections/s ({k['late_per_s'] / r.accepted_per_s:.0%} of those "
                 "accepted) arrived behind the reorder window and were dropped."
                 if k["late_per_s"] >= 0.05
+                else ""
+            )
+            + (
+                f" The gateways sent {r.extra['heartbeats_per_s']:,.0f} heartbeats/s (empty batches "
+                "that repeat a promise) besides their batches of detections."
+                if "heartbeats_per_s" in r.extra
                 else ""
             )
         )

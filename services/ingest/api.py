@@ -240,7 +240,7 @@ class EventsEndpoint:
                 f"rate limit of gateway {gateway.gateway_id!r} reached; retry in {wait_s:.1f} s",
                 [(b"retry-after", str(max(1, math.ceil(wait_s))).encode())],
             )
-        outcome = await self.core.accept(self.stream, gateway, items)
+        outcome = await self.core.accept(self.stream, gateway, items, through)
         if outcome.unavailable is not None:
             raise Refusal(
                 503,
@@ -249,17 +249,15 @@ class EventsEndpoint:
                 f"({len(outcome.accepted)} of them were written and will come back as duplicates)",
                 self._retry_after(),
             )
-        if through is not None:
-            failure = await self.core.promise(gateway, through)
-            if failure is not None:
-                raise Refusal(
-                    503,
-                    "kafka_unavailable",
-                    f"the {_PROMISE} promise was not written ({failure}); retry the "
-                    f"request ({len(outcome.accepted)} of its events were written and will come "
-                    "back as duplicates)",
-                    self._retry_after(),
-                )
+        if outcome.promise_failure is not None:
+            raise Refusal(
+                503,
+                "kafka_unavailable",
+                f"the {_PROMISE} promise was not written ({outcome.promise_failure}); retry the "
+                f"request ({len(outcome.accepted)} of its events were written and will come back "
+                "as duplicates)",
+                self._retry_after(),
+            )
         if self.batch:
             return await self._batch_answer(send, outcome, through is not None)
         return await self._single_answer(send, outcome)

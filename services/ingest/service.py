@@ -71,6 +71,8 @@ class Outcome:
     rejected: list[Rejection] = field(default_factory=list)
     unavailable: str | None = None
     """Set when Kafka could not take (all of) the request: the answer is 503."""
+    promise_failure: str | None = None
+    """Why the request's promise (``Lindero-Complete-Through``) was not written: the answer is 503."""
 
 
 Clock = Callable[[], float]
@@ -159,8 +161,16 @@ class IngestCore:
             if ticket.deliveries[position] is not None:
                 self.dedup.remember(event_id, candidate.digest, now_s)
 
-    async def accept(self, stream: Stream, gateway: GatewayInfo, items: Sequence[Parsed[Any]]) -> Outcome:
-        """Admit, de-duplicate and publish the parsed items of one request."""
+    async def accept(
+        self,
+        stream: Stream,
+        gateway: GatewayInfo,
+        items: Sequence[Parsed[Any]],
+        promise: dt.datetime | None = None,
+    ) -> Outcome:
+        """Admit, de-duplicate and publish the parsed items of one request, then the gateway's
+        ``promise`` if it made one: in the same Kafka batch, behind the request's fresh events
+        (one round trip), or on its own once every event of the request is written."""
         outcome = Outcome()
         topic = self._topics[stream.name]
         if self.ready:
@@ -220,8 +230,11 @@ class IngestCore:
                 )
                 self._count(outcome)
                 return outcome
+            # Events of this request another one is writing (joined) may land later: then the
+            # promise waits for them and goes on its own.
+            behind = self._promise_records(gateway, promise) if promise is not None and not joined else []
             try:
-                ticket = self.publisher.submit(topic, [(a.key, a.value, a.headers) for a in fresh])
+                ticket = self.publisher.submit(topic, [(a.key, a.value, a.headers) for a in fresh] + behind)
             except KafkaUnavailable as exc:
                 outcome.unavailable = str(exc)
                 self._count(outcome)
@@ -229,6 +242,14 @@ class IngestCore:
             for position, candidate in enumerate(fresh):
                 inflight[candidate.event_key] = (candidate.digest, ticket, position)
             self._settle_fresh(outcome, fresh, ticket, await ticket.wait(self.settings.produce_timeout_s))
+            if behind:
+                promise = None  # written with the events, or failed with them
+                if outcome.unavailable is None and all(
+                    d is not None for d in ticket.deliveries[len(fresh) :]
+                ):
+                    self.metrics.promises.inc(len(behind))
+                else:
+                    outcome.promise_failure = ticket.error or "Kafka did not acknowledge it"
         late = 0
         for candidate, other, position in joined:
             if not other.done:
@@ -244,6 +265,8 @@ class IngestCore:
                 f"{late} event(s) are still being written by an earlier request; retry shortly"
             )
         self._count(outcome)
+        if promise is not None and outcome.unavailable is None:
+            outcome.promise_failure = await self.promise(gateway, promise)
         return outcome
 
     def check_promise(self, through: dt.datetime) -> str | None:
@@ -259,14 +282,30 @@ class IngestCore:
         return None
 
     async def promise(self, gateway: GatewayInfo, through: dt.datetime) -> str | None:
-        """Write the gateway's promise for each region of its sensors (call it once the
-        request's events are written, so that the promise lands after them). The reason it
-        was not written, or None."""
-        regions = self._regions.get(gateway.gateway_id, [])
-        if not regions:
+        """Write the gateway's promise on its own (once the request's events are written, so
+        that it lands after them). The reason it was not written, or None."""
+        records = self._promise_records(gateway, through)
+        if not records:
             return None
+        topic = self._topics[EVENTS.name]
+        try:
+            await self.publisher.prepare(topic)
+            ticket = self.publisher.submit(topic, records)
+        except KafkaUnavailable as exc:
+            return str(exc)
+        if not await ticket.wait(self.settings.produce_timeout_s) or any(
+            d is None for d in ticket.deliveries
+        ):
+            ticket.withdraw()
+            return ticket.error or f"Kafka did not acknowledge in {self.settings.produce_timeout_s:g} s"
+        self.metrics.promises.inc(len(records))
+        return None
+
+    def _promise_records(self, gateway: GatewayInfo, through: dt.datetime) -> list[Record]:
+        """The gateway's promise as records of ``sensor.events``, one per region of its sensors."""
+        regions = self._regions.get(gateway.gateway_id, [])
         received_at = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
-        records: list[Record] = [
+        return [
             (
                 region.encode(),
                 GatewayProgressRecord(
@@ -281,19 +320,6 @@ class IngestCore:
             )
             for region in regions
         ]
-        topic = self._topics[EVENTS.name]
-        try:
-            await self.publisher.prepare(topic)
-            ticket = self.publisher.submit(topic, records)
-        except KafkaUnavailable as exc:
-            return str(exc)
-        if not await ticket.wait(self.settings.produce_timeout_s) or any(
-            d is None for d in ticket.deliveries
-        ):
-            ticket.withdraw()
-            return ticket.error or f"Kafka did not acknowledge in {self.settings.produce_timeout_s:g} s"
-        self.metrics.promises.inc(len(records))
-        return None
 
     def _settle_fresh(self, outcome: Outcome, fresh: Sequence[Admitted], ticket: Ticket, done: bool) -> None:
         inflight = self._inflight
