@@ -8,7 +8,9 @@ For each setting (the defaults, then a low-latency one: reorder window at most 0
 the gateways' batching of up to 0.5 s, and commit intervals 0.05 s; ``fixed-window``, not run by
 default: the defaults until b40cb6c, a fixed 2 s window and one update per track a second;
 ``prompt-gateways``, not run by default: gateways that post within 0.1 s, the low-latency commit
-intervals, the adaptive window uncapped)
+intervals, the adaptive window uncapped; ``promises``, not run by default: gateways that batch as
+the defaults' and promise how far they have posted, ``Lindero-Complete-Through``, with heartbeats
+every 0.1 s when idle, and the low-latency commit intervals)
 ingest, the correlator and the alerts service run as processes (services/stack.py) on the local
 broker (started if it is not up) with a fresh topic prefix. This process plays the simulator's
 scenario of both demo regions at the asked rate through real HTTP, batched per gateway like the
