@@ -10,7 +10,8 @@ default: the defaults until b40cb6c, a fixed 2 s window and one update per track
 ``prompt-gateways``, not run by default: gateways that post within 0.1 s, the low-latency commit
 intervals, the adaptive window uncapped; ``promises``, not run by default: gateways that batch as
 the defaults' and promise how far they have posted, ``Lindero-Complete-Through``, with heartbeats
-every 0.1 s when idle, and the low-latency commit intervals)
+every 0.1 s when idle, and the low-latency commit intervals; ``prompt-promises``, the same
+gateways posting within 0.1 s)
 ingest, the correlator and the alerts service run as processes (services/stack.py) on the local
 broker (started if it is not up) with a fresh topic prefix. This process plays the simulator's
 scenario of both demo regions at the asked rate through real HTTP, batched per gateway like the
@@ -74,6 +75,11 @@ SETTINGS = {
     # Gateways that batch as the defaults' but promise how far they have posted
     # (Lindero-Complete-Through), with the low-latency commit intervals.
     "promises": Setting("promising gateways", promise=True, env=LOW_LATENCY.env),
+    # The same gateways posting within 0.1 s: a promising gateway that holds a detection holds
+    # back its whole region, so it had better not hold it long.
+    "prompt-promises": Setting(
+        "prompt promising gateways", gateway_wait_s=0.1, promise=True, env=LOW_LATENCY.env
+    ),
 }
 
 
