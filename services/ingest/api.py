@@ -229,7 +229,7 @@ class EventsEndpoint:
             raise Refusal(exc.status, reason, exc.message) from exc
         if self.batch:
             self.core.metrics.batch_events.observe(len(items))
-        wait_s = self.core.throttle(gateway, len(items))
+        wait_s = self.core.throttle(gateway, len(items) or 1)  # a heartbeat costs one event's worth
         if wait_s > 0:
             if math.isinf(wait_s):
                 detail = f"{len(items)} events exceed this gateway's burst limit; send smaller batches"
