@@ -272,10 +272,11 @@ class EventsEndpoint:
             raise Refusal(400, Reason.MALFORMED, f"{_PROMISE} is only taken by /v1/events/batch")
         text = raw.decode("latin-1").strip()
         try:
-            through = dt.datetime.fromisoformat(text)
-        except ValueError:
+            parsed = dt.datetime.fromisoformat(text)
+            through = parsed.astimezone(dt.UTC) if parsed.utcoffset() is not None else None
+        except (ValueError, OverflowError):
             through = None
-        if through is None or through.utcoffset() is None:
+        if through is None:
             raise Refusal(
                 400,
                 Reason.MALFORMED,
@@ -284,7 +285,8 @@ class EventsEndpoint:
             )
         refused = self.core.check_promise(through)
         if refused is not None:
-            raise Refusal(422, Reason.TOO_NEW, f"{_PROMISE}: {refused}")
+            reason, detail = refused
+            raise Refusal(422, reason, f"{_PROMISE}: {detail}")
         return through
 
     def _retry_after(self) -> list[tuple[bytes, bytes]]:

@@ -269,15 +269,20 @@ class IngestCore:
             outcome.promise_failure = await self.promise(gateway, promise)
         return outcome
 
-    def check_promise(self, through: dt.datetime) -> str | None:
-        """Why a gateway's promise (``complete_through``) is refused, or None: it may not lie
-        further ahead of ingest's clock than an event may (it would make the gateway's next
-        events late)."""
+    def check_promise(self, through: dt.datetime) -> tuple[Reason, str] | None:
+        """Why a gateway's promise (``complete_through``) is refused, or None: it must lie where
+        an event's sensor time may (further ahead it would make the gateway's next events late;
+        further back it promises nothing ingest would still take)."""
         ahead_s = through.timestamp() - self.clock()
         if ahead_s > self.limits.max_future_s:
-            return (
+            return Reason.TOO_NEW, (
                 f"complete_through is {ahead_s:.1f} s ahead of ingest's clock; "
                 f"at most {self.limits.max_future_s:g} s are allowed"
+            )
+        if -ahead_s > self.limits.max_age_s:
+            return Reason.TOO_OLD, (
+                f"complete_through is {-ahead_s:.0f} s behind ingest's clock; "
+                f"at most {self.limits.max_age_s:g} s are allowed"
             )
         return None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import gzip
 import uuid
 from typing import Any
@@ -124,7 +125,8 @@ async def test_a_promise_lands_after_the_events_it_covers_once_per_region(
     """Lindero-Complete-Through on a batch: the events, then one GatewayProgressRecord per region
     of the gateway's sensors, behind them on the region's partition; an empty batch is a heartbeat."""
     events = [make_event("radar") for _ in range(5)]
-    through = "2026-11-22T10:00:00.250Z"
+    moment = dt.datetime.now(dt.UTC).replace(microsecond=250_000) - dt.timedelta(seconds=2)
+    through = moment.astimezone(dt.timezone(dt.timedelta(hours=-5))).isoformat()  # any zone will do
     headers = {**auth(demo_keys), COMPLETE_THROUGH_HEADER: through}
     response = await ingest.client.post("/v1/events/batch", json=events, headers=headers)
     assert response.status_code == 202, response.text
@@ -141,7 +143,7 @@ async def test_a_promise_lands_after_the_events_it_covers_once_per_region(
         assert record.partition == records[0].partition
         promise = GatewayProgressRecord.model_validate_json(record.value)
         assert (promise.region, promise.gateway_id) == ("co-ve-cucuta", "gw-co-ejercito-cuc")
-        assert promise.complete_through.isoformat() == "2026-11-22T10:00:00.250000+00:00"
+        assert promise.complete_through == moment  # in UTC, as every time on the wire
 
 
 @pytest.mark.parametrize(
@@ -150,6 +152,8 @@ async def test_a_promise_lands_after_the_events_it_covers_once_per_region(
         ("yesterday", 400, "malformed", "RFC 3339"),
         ("2026-11-22T10:00:00", 400, "malformed", "with a zone"),
         ("2099-01-01T00:00:00Z", 422, "too_new", "ahead of ingest's clock"),
+        ("0034-07-26T03:33:34.534550+20:01", 422, "too_old", "behind ingest's clock"),
+        ("0001-01-01T00:00:00+20:00", 400, "malformed", "RFC 3339"),  # no UTC time before year 1
     ],
 )
 async def test_a_bad_promise_is_refused_and_nothing_is_written(
@@ -504,6 +508,10 @@ async def test_rate_limit_is_per_gateway(
     )
     assert too_big.status_code == 429
     assert "burst" in too_big.json()["detail"]
+    assert len(await events_in_kafka(ingest)) == 6
+    heartbeat = {**auth(demo_keys), COMPLETE_THROUGH_HEADER: dt.datetime.now(dt.UTC).isoformat()}
+    spent = await ingest.client.post("/v1/events/batch", json=[], headers=heartbeat)
+    assert spent.status_code == 429  # a heartbeat costs one event's worth: promises cannot flood Kafka
     assert len(await events_in_kafka(ingest)) == 6
 
 
