@@ -153,8 +153,9 @@ def _with_promise(operation: dict[str, Any]) -> dict[str, Any]:
                 "sensors; a region whose gateways all keep promising is tracked as soon as they "
                 "have all promised past a detection, instead of after the reorder window. "
                 "With an empty body (`[]`) it is a heartbeat (202). 400 when it is not an "
-                "RFC 3339 time with a zone, 422 (`too_new`) when it is further ahead of "
-                "ingest's clock than an event may be, 503 when it could not be written."
+                "RFC 3339 time with a zone, 422 (`too_new`, `too_old`) when it lies outside "
+                "the window an event's time may be in, 503 when it could not be written. A "
+                "heartbeat counts as one event for the gateway's rate limit."
             ),
         }
     ]
