@@ -307,10 +307,7 @@ class CorrelatorTask(PartitionTask):
                 detection = from_record(parsed, context.frame, runner.config.sensors_by_id)
             except (ValueError, TypeError) as exc:
                 raise PoisonRecord("unusable", str(exc)) from exc
-        region = detection.region
-        engine = self.engines.get(region)
-        if engine is None:
-            engine = self.engines[region] = RegionEngine(runner.contexts[region])
+        engine = self._engine(runner.contexts[detection.region])
         before_late = engine.late_total
         if engine.add(detection, record.offset):
             return
@@ -318,6 +315,13 @@ class CorrelatorTask(PartitionTask):
             runner.metrics.late.inc()
         else:
             runner.metrics.duplicates.inc()
+
+    def _engine(self, context: RegionContext) -> RegionEngine:
+        """The engine of a region of this partition (a new one for its first record)."""
+        engine = self.engines.get(context.region)
+        if engine is None:
+            engine = self.engines[context.region] = RegionEngine(context)
+        return engine
 
     def _progress(self, value: bytes) -> None:
         """A gateway's promise about a region (see schemas/events.py)."""
@@ -328,10 +332,7 @@ class CorrelatorTask(PartitionTask):
         context = self.runner.contexts.get(promise.region)
         if context is None:
             raise PoisonRecord("unknown_region", promise.region)
-        engine = self.engines.get(promise.region)
-        if engine is None:
-            engine = self.engines[promise.region] = RegionEngine(context)
-        if engine.promise(promise.gateway_id, promise.complete_through.timestamp()):
+        if self._engine(context).promise(promise.gateway_id, promise.complete_through.timestamp()):
             self.runner.metrics.promises.inc()
 
     def _status(self, record: Any) -> None:

@@ -35,6 +35,7 @@ from services.ingest.domain.admission import (
     TimeLimits,
     admit,
     render_time,
+    time_problem,
 )
 from services.ingest.domain.dedup import DedupIndex, Seen
 from services.ingest.domain.parsing import EventParser, FieldError, Parsed
@@ -273,18 +274,9 @@ class IngestCore:
         """Why a gateway's promise (``complete_through``) is refused, or None: it must lie where
         an event's sensor time may (further ahead it would make the gateway's next events late;
         further back it promises nothing ingest would still take)."""
-        ahead_s = through.timestamp() - self.clock()
-        if ahead_s > self.limits.max_future_s:
-            return Reason.TOO_NEW, (
-                f"complete_through is {ahead_s:.1f} s ahead of ingest's clock; "
-                f"at most {self.limits.max_future_s:g} s are allowed"
-            )
-        if -ahead_s > self.limits.max_age_s:
-            return Reason.TOO_OLD, (
-                f"complete_through is {-ahead_s:.0f} s behind ingest's clock; "
-                f"at most {self.limits.max_age_s:g} s are allowed"
-            )
-        return None
+        now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
+        problem = time_problem(through, now, self.limits, "the promised time", "the gateway's clock")
+        return None if problem is None else (problem[0], problem[1].message)
 
     async def promise(self, gateway: GatewayInfo, through: dt.datetime) -> str | None:
         """Write the gateway's promise on its own (once the request's events are written, so

@@ -171,20 +171,26 @@ def _digest(canonical: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(canonical, digest_size=8).digest(), "big")
 
 
-def _time_problem(
-    when: dt.datetime, now: dt.datetime, limits: TimeLimits
+def time_problem(
+    when: dt.datetime,
+    now: dt.datetime,
+    limits: TimeLimits,
+    subject: str = "sensor time",
+    clock: str = "the sensor's clock",
 ) -> tuple[Reason, FieldError] | None:
+    """Why ``when`` (an event's sensor time, or a gateway's promise) lies outside ``limits``
+    around ingest's clock, or None."""
     delta_s = (when - now).total_seconds()
     if delta_s > limits.max_future_s:
         return Reason.TOO_NEW, FieldError(
             "time",
-            f"sensor time is {delta_s:.0f} s ahead of ingest's clock "
-            f"(at most {limits.max_future_s:.0f} s allowed; check the sensor's clock)",
+            f"{subject} is {delta_s:.0f} s ahead of ingest's clock "
+            f"(at most {limits.max_future_s:.0f} s allowed; check {clock})",
         )
     if -delta_s > limits.max_age_s:
         return Reason.TOO_OLD, FieldError(
             "time",
-            f"sensor time is {-delta_s:.0f} s behind ingest's clock "
+            f"{subject} is {-delta_s:.0f} s behind ingest's clock "
             f"(events older than {limits.max_age_s:.0f} s are refused)",
         )
     return None
@@ -227,7 +233,7 @@ def admit(
                 index, event_id, 422, Reason.TYPE_MISMATCH, (FieldError("sensor_type", message),)
             )
         body_key, key, sensor_type = b"event", directory.region_key(sensor), sensor.sensor_type.value
-    problem = _time_problem(event.time, now, limits)
+    problem = time_problem(event.time, now, limits)
     if problem is not None:
         reason, error = problem
         return Rejection(index, event_id, 422, reason, (error,))
