@@ -254,6 +254,8 @@ class RegionEngine:
             self._run_rules(now_s, out)
         else:
             self._run_per_track_rules(changed, ended, now_s, out)
+            if isinstance(trips, UncorroboratedTrips) and trips.due_s() <= now_s:
+                self._run_due_trips(trips, now_s, out)
         self._publish(changed, ended, now_s, out)
 
     def _scans(self, detections: Sequence[Detection]) -> list[Scan]:
@@ -323,6 +325,13 @@ class RegionEngine:
         booked = self._apply_rules(rules, live, now_s, out)
         if booked or sum(rule.revision for rule in rules.values()) != before:
             self.rules_dirty = True
+
+    def _run_due_trips(self, trips: UncorroboratedTrips, now_s: float, out: Output) -> None:
+        """A ground-sensor trip whose wait is over is judged at once against the live tracks,
+        not at the next run of every rule (up to ``RULE_INTERVAL_S`` later)."""
+        live = self.tracker.estimates(at_s=None, statuses=(TrackStatus.CONFIRMED, TrackStatus.COASTING))
+        self._apply_rules({"uncorroborated_trip": trips}, live, now_s, out)
+        self.rules_dirty = True  # the trip left the rule's pending list
 
     def _apply_rules(
         self, rules: Mapping[str, TrackRule], live: list[TrackEstimate], now_s: float, out: Output

@@ -746,6 +746,10 @@ class UncorroboratedTrips:
                 }
             )
 
+    def due_s(self) -> float:
+        """When the oldest pending trip's wait is over (infinity: none is pending)."""
+        return min((p["time_s"] for p in self.pending), default=math.inf) + self.config.wait_s
+
     def observe(self, tracks: Sequence[TrackView], now_s: float) -> list[Finding]:
         due = [p for p in self.pending if now_s - p["time_s"] >= self.config.wait_s]
         if not due:

@@ -725,6 +725,36 @@ def test_a_crossing_is_alerted_when_its_detection_is_released(make_engine: Engin
     assert engine.last_rules_s < shown_s, "every rule ran: this did not test the per-track look"
 
 
+def test_an_unexplained_trip_is_alerted_when_its_wait_is_over(make_engine: Engines) -> None:
+    """Steps every 0.125 s, every rule run at .5 past each second: the trip (wait 20 s) comes out
+    at the first step whose release reaches trip + 20 s, not at the next run of every rule 0.5 s
+    later; a track near the sensor by then still explains it."""
+    for explained in (False, True):
+        engine = make_engine(FIXED)
+        engine.add(trip(engine.context, FAR_UGS, T0 + 1.0, event_id="trip-1"), 0)
+        if explained:
+            site = engine.context.sensors[FAR_UGS]
+            assert site.east_m is not None
+            assert site.north_m is not None
+            near = Walker((site.east_m + 60.0, site.north_m), (0.0, 1.0), T0 + 4.0, T0 + 40.0)
+            for offset, detection in enumerate(radar_scans(engine.context, [near], T0 + 4.0, T0 + 40.0), 1):
+                engine.add(detection, offset)
+        window = engine.window.seconds
+        alerted = []
+        for tick in range(240):
+            out = engine.step(now_s=T0 + 0.5 + window + 0.125 * tick)
+            alerted += [(engine.release_s, engine.last_rules_s, a) for a in out.alerts]
+        trips = [found for found in alerted if found[2].kind == AlertKind.UNCORROBORATED_TRIP]
+        if explained:
+            assert trips == []
+            continue
+        [(released_s, full_run_s, alert)] = trips
+        assert released_s == T0 + 21.0
+        assert full_run_s == T0 + 20.5, "every rule ran: this did not test the look at due trips"
+        assert alert.updated_at.timestamp() == T0 + 1.0
+        assert alert.evidence == ["trip-1"]
+
+
 def test_between_full_runs_only_the_per_track_rules_look_at_changed_tracks(
     make_engine: Engines, monkeypatch: pytest.MonkeyPatch
 ) -> None:
