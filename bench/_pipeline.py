@@ -440,7 +440,8 @@ class Latencies:
 def latencies(poster: Poster, dashboard: Dashboard) -> Latencies:
     """Per message, receive time − the moment the gateways had posted every detection up to the
     message's sensor time T (the latest send of a request whose earliest event is at or before T:
-    the newest data the message can reflect had left the gateways then), and receive time − T.
+    the newest data the message can reflect had left the gateways then; T itself when that is
+    later), and receive time − T.
     Messages about sensor times before the first request (the connect snapshot) get NaN."""
     first = np.frombuffer(poster.first, dtype=np.float64) if len(poster.first) else np.zeros(0)
     sent = np.frombuffer(poster.sent, dtype=np.float64) if len(poster.sent) else np.zeros(0)
@@ -451,6 +452,10 @@ def latencies(poster: Poster, dashboard: Dashboard) -> Latencies:
     received = np.array(dashboard.received, dtype=np.float64)
     index = np.searchsorted(first, reference, side="right") - 1
     posted = np.where(index >= 0, frontier[np.clip(index, 0, None)] if len(frontier) else np.nan, np.nan)
+    # A message cannot exist before its own sensor time either: an alert about a moment after the
+    # last post (a trip whose wait ended after the load stopped, event time then driven by the
+    # wall clock) is timed from that moment, not from the last post seconds earlier.
+    posted = np.maximum(posted, reference)
     before = reference < (first[0] if len(first) else math.inf)
     posted[before] = np.nan
     label = np.array(dashboard.label, dtype=np.int16)

@@ -553,8 +553,10 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         for p in [
             "- **latency** (from post), per message: receive time − the moment the gateways had sent "
             "every detection up to the message's sensor time T (the latest send of a request whose "
-            "earliest detection is at or before T), with T = the track's `last_update` (sensor time of "
-            "the latest detection associated) or the alert revision's `updated_at` (for "
+            "earliest detection is at or before T; T itself if that is later: an alert about a "
+            "moment after the last post, a trip whose wait ended after the load stopped), with T = "
+            "the track's `last_update` (sensor time of the latest detection associated) or the alert "
+            "revision's `updated_at` (for "
             "`uncorroborated_trip`, `updated_at` + the rule's `wait_s` of 20 s: the rule holds a trip "
             "that long for a track to show up, so the alert cannot exist earlier"
             + (
