@@ -106,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.5,
         help="longest wait to fill a batch, scenario seconds (default 0.5)",
     )
+    post.add_argument(
+        "--promise",
+        action="store_true",
+        help="gateways promise how far they have posted (Lindero-Complete-Through), so the correlator "
+        "need not wait out its reorder window; needs --speed > 0",
+    )
     post.add_argument("--no-post", action="store_true", help="only generate (and write with --out)")
     parser.add_argument("--out", type=Path, help="write the scenario files into this folder")
     parser.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default), ERROR")
@@ -215,9 +221,17 @@ def main(argv: list[str]) -> int:
         _say(f"wrote:    {len(written)} files into {args.out}")
     if args.no_post:
         return 0
-    settings = PosterSettings(
-        base_url=args.ingest, batch_size=args.batch, max_delay_s=args.max_delay, speed=args.speed
-    )
+    try:
+        settings = PosterSettings(
+            base_url=args.ingest,
+            batch_size=args.batch,
+            max_delay_s=args.max_delay,
+            speed=args.speed,
+            promise=args.promise,
+        )
+    except ValueError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
     try:
         keys = load_keys(args.keys)
         pace = "flat out" if args.speed == 0 else f"{args.speed:g}x"

@@ -12,6 +12,12 @@ takes them: at ``speed`` <= 1 the scenario starts now; faster, it is shifted bac
 (the last one is stamped "now" when it goes out). The re-stamped payload is built once, so a
 retry resends exactly the same bytes.
 
+Promises (``promise``): every gateway of the scenario also says how far it has posted,
+``Lindero-Complete-Through`` on each events batch: the oldest sensor time it still holds or will
+hand over later (the pacer's next event, never ahead of the pacer's clock), minus 1 ms. A gateway
+with nothing to post repeats its promise every ``heartbeat_s`` in an empty batch, so the correlator
+can release a region as soon as every gateway has promised past a detection (DESIGN.md, Correlator).
+
 Delivery: connection errors, timeouts, 429 and 5xx answers are retried with exponential
 backoff and jitter (``Retry-After`` is honoured), forever, until the caller stops the
 poster; ingest answers "duplicate" for what it had already written, so nothing is written
@@ -27,6 +33,7 @@ import contextlib
 import datetime as dt
 import email.utils
 import logging
+import math
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +45,7 @@ import numpy as np
 import orjson
 import yaml
 
+from schemas.events import COMPLETE_THROUGH_HEADER
 from services.simulator.domain import SimEvent
 from services.simulator.domain.clock import rfc3339, to_ms
 
@@ -91,12 +99,20 @@ class PosterSettings:
     retry_after_max_s: float = 60.0
     keep_ids: bool = False
     """Remember which event ids were accepted, duplicates or rejected (tests, audits)."""
+    promise: bool = False
+    """Each gateway promises how far it has posted (see the module docstring)."""
+    heartbeat_s: float = 0.5
+    """With ``promise``: how often a gateway with nothing to post repeats its promise (wall s)."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if self.speed < 0 or self.max_delay_s < 0:
             raise ValueError("speed and max_delay_s must not be negative")
+        if self.promise and not (self.restamp and self.speed > 0):
+            raise ValueError("promises need paced (speed > 0), re-stamped events")
+        if self.heartbeat_s <= 0:
+            raise ValueError("heartbeat_s must be positive")
 
 
 @dataclass
@@ -114,6 +130,8 @@ class PostStats:
     unsent: int = 0
     """Never posted (stopped before their time came)."""
     requests: int = 0
+    heartbeats: int = 0
+    """Requests that carried only a promise (no events)."""
     retries: int = 0
     elapsed_s: float = 0.0
     responses: Counter[str] = field(default_factory=Counter)
@@ -144,6 +162,7 @@ class PostStats:
             "unconfirmed": self.unconfirmed,
             "unsent": self.unsent,
             "requests": self.requests,
+            "heartbeats": self.heartbeats,
             "retries": self.retries,
             "elapsed_s": round(self.elapsed_s, 3),
             "rate_per_s": round(self.rate_per_s, 1),
@@ -190,7 +209,8 @@ class _Lane:
         self.stream = stream
         self.path = PATHS[stream]
         self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-        self.queue: deque[tuple[float, dict[str, Any]]] = deque()
+        self.queue: deque[tuple[float, float, dict[str, Any]]] = deque()
+        """(hand-off time on the loop's clock, sensor time in epoch seconds, payload)"""
         self.wake = asyncio.Event()
         self.closed = False
 
@@ -213,6 +233,10 @@ class GatewayPoster:
         self.stats = PostStats()
         self.stop = asyncio.Event()
         self._lanes: dict[tuple[str, str], _Lane] = {}
+        self._next_s = math.inf
+        """Sensor time (epoch s) of the next event the pacer hands over (inf: none is left)."""
+        self._clock: tuple[float, float] | None = None
+        """(loop time of the start, sensor time it maps to): the pacer's clock in sensor time."""
 
     def request_stop(self) -> None:
         """Stop soon: nothing new is posted; retries end; what is left is counted, not lost."""
@@ -234,32 +258,42 @@ class GatewayPoster:
         # earlier, so no event is ever stamped ahead of the moment it leaves (CI once saw 2 ms).
         now = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=_PACE_SLACK_S)
         base = restamp_base(events, settings.speed, now) if settings.restamp else None
+        base_s = base.timestamp() if base is not None else 0.0
+        self._clock = (started, base_s)
         limits = httpx.Limits(max_connections=max(10, 2 * len({e.gateway_id for e in events})))
         async with httpx.AsyncClient(
             base_url=settings.base_url, timeout=settings.timeout_s, transport=self.transport, limits=limits
         ) as client:
             senders: list[asyncio.Task[None]] = []
+
+            def lane_of(gateway_id: str, stream: str) -> _Lane:
+                lane = self._lanes.get((gateway_id, stream))
+                if lane is None:
+                    lane = self._lanes[gateway_id, stream] = _Lane(gateway_id, stream, self.keys[gateway_id])
+                    senders.append(asyncio.create_task(self._send(client, lane)))
+                return lane
+
             try:
+                if settings.promise:  # every gateway promises from the start, even before its first event
+                    for gateway_id in sorted({e.gateway_id for e in events}):
+                        lane_of(gateway_id, "events")
                 for event in events:
+                    self._next_s = base_s + to_ms(event.time_s) / 1000.0
                     if settings.speed > 0:
                         delay = started + event.time_s / settings.speed - loop.time()
                         if delay > _PACE_SLACK_S and not await self._pause(delay):
                             break
                     if self.stop.is_set():
                         break
-                    lane = self._lanes.get((event.gateway_id, event.stream))
-                    if lane is None:
-                        lane = self._lanes[event.gateway_id, event.stream] = _Lane(
-                            event.gateway_id, event.stream, self.keys[event.gateway_id]
-                        )
-                        senders.append(asyncio.create_task(self._send(client, lane)))
+                    lane = lane_of(event.gateway_id, event.stream)
                     payload = event.payload
                     if base is not None:
                         payload = {**payload, "time": rfc3339(base, to_ms(event.time_s))}
-                    lane.queue.append((loop.time(), payload))
+                    lane.queue.append((loop.time(), self._next_s, payload))
                     # The first event starts the lane's batching clock; a full batch goes at once.
                     if len(lane.queue) == 1 or len(lane.queue) >= settings.batch_size:
                         lane.wake.set()
+                self._next_s = math.inf
                 for lane in self._lanes.values():
                     lane.closed = True
                     lane.wake.set()
@@ -294,7 +328,14 @@ class GatewayPoster:
             if not lane.queue:
                 if lane.closed:
                     return
-                await lane.wake.wait()
+                if not (settings.promise and lane.stream == "events"):
+                    await lane.wake.wait()
+                    continue
+                try:
+                    await asyncio.wait_for(lane.wake.wait(), settings.heartbeat_s)
+                except TimeoutError:
+                    self.stats.heartbeats += 1
+                    await self._deliver(client, lane, [])
                 continue
             if len(lane.queue) < settings.batch_size and not lane.closed:
                 remaining_s = lane.queue[0][0] + wait_s - loop.time()
@@ -303,8 +344,18 @@ class GatewayPoster:
                         await asyncio.wait_for(lane.wake.wait(), remaining_s)
                     continue
             count = min(settings.batch_size, len(lane.queue))
-            batch = [lane.queue.popleft()[1] for _ in range(count)]
+            batch = [lane.queue.popleft()[2] for _ in range(count)]
             await self._deliver(client, lane, batch)
+
+    def _promise(self, lane: _Lane) -> str:
+        """How far ``lane``'s gateway has posted: everything it holds or will be handed is newer."""
+        if self._clock is None:
+            raise RuntimeError("a promise is made while posting")
+        started, base_s = self._clock
+        pacer_s = base_s + (asyncio.get_running_loop().time() - started) * self.settings.speed
+        oldest = lane.queue[0][1] if lane.queue else math.inf
+        through_s = min(oldest, self._next_s, pacer_s) - 0.001
+        return rfc3339(dt.datetime.fromtimestamp(0, dt.UTC), math.floor(through_s * 1000.0))
 
     def _backoff_s(self, attempt: int) -> float:
         """Exponential backoff with "equal jitter": half fixed, half random."""
@@ -317,11 +368,14 @@ class GatewayPoster:
         stats = self.stats
         body = orjson.dumps(batch)
         stats.sent += len(batch)
+        headers = lane.headers
+        if self.settings.promise and lane.stream == "events":
+            headers = {**headers, COMPLETE_THROUGH_HEADER: self._promise(lane)}
         attempt = 0
         while True:
             stats.requests += 1
             try:
-                response = await client.post(lane.path, content=body, headers=lane.headers)
+                response = await client.post(lane.path, content=body, headers=headers)
             except httpx.TransportError as exc:
                 stats.responses[type(exc).__name__] += 1
                 wait_s = self._backoff_s(attempt)

@@ -9,7 +9,9 @@ from collections import Counter
 import httpx
 import orjson
 import pytest
+from aiokafka.structs import ConsumerRecord
 
+from schemas.events import PROGRESS_KIND, RECORD_KIND_HEADER, GatewayProgressRecord, SensorEventRecord
 from schemas.topics import SENSOR_EVENTS, SENSOR_STATUS
 from services.core.config import LinderoConfig
 from services.core.geography import Geography
@@ -42,8 +44,14 @@ async def ids_in_kafka(kafka: KafkaSettings) -> Counter[str]:
     found: Counter[str] = Counter()
     for topic, field in ((SENSOR_EVENTS, "event"), (SENSOR_STATUS, "status")):
         for record in await read_topic(kafka, kafka.topics(topic)):
-            found[orjson.loads(record.value)[field]["event_id"]] += 1
+            if not is_progress(record):
+                found[orjson.loads(record.value)[field]["event_id"]] += 1
     return found
+
+
+def is_progress(record: ConsumerRecord[bytes, bytes]) -> bool:
+    """A gateway's promise (GatewayProgressRecord), not an event."""
+    return (RECORD_KIND_HEADER, PROGRESS_KIND) in [(k, v) for k, v in record.headers]
 
 
 def assert_exactly_once(sim: Simulation, stats: PostStats, in_kafka: Counter[str]) -> None:
@@ -67,6 +75,40 @@ async def test_an_accelerated_scenario_lands_in_kafka_exactly_once(
     assert stats.accepted == len(sim.events)
     assert 1.5 <= stats.elapsed_s < 30.0
     assert_exactly_once(sim, stats, await ids_in_kafka(ingest.settings.kafka))
+
+
+async def test_promising_gateways_write_their_promises_behind_their_events(
+    start_ingest: IngestFactory, demo_config: LinderoConfig, demo_keys: dict[str, str], geography: Geography
+) -> None:
+    """One minute at 30x with promises through real ingest: every event lands once; every gateway
+    of the scenario promised (heartbeats included) into the region's partition; and in that
+    partition, no event of a gateway after one of its promises is older than the promise."""
+    ingest = await start_ingest()
+    sim = scenario(demo_config, geography, 60.0)
+    settings = PosterSettings(
+        base_url=ingest.url, speed=30.0, batch_size=50, max_delay_s=0.2, keep_ids=True, promise=True
+    )
+    stats = await GatewayPoster(settings, demo_keys).post(sim.events)
+    assert stats.heartbeats > 0
+    kafka = ingest.settings.kafka
+    assert_exactly_once(sim, stats, await ids_in_kafka(kafka))
+    records = await read_topic(kafka, kafka.topics(SENSOR_EVENTS))
+    promised: dict[str, dt.datetime] = {}
+    checked = 0
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        if is_progress(record):
+            progress = GatewayProgressRecord.model_validate_json(record.value)
+            assert progress.region == REGION
+            assert progress.complete_through >= promised.get(progress.gateway_id, progress.complete_through)
+            promised[progress.gateway_id] = progress.complete_through
+            continue
+        event = SensorEventRecord.model_validate_json(record.value)
+        through = promised.get(event.gateway_id)
+        if through is not None:
+            assert event.event.time > through, (event.gateway_id, event.event.event_id)
+            checked += 1
+    assert set(promised) == {e.gateway_id for e in sim.events}
+    assert checked > len(sim.events) / 2
 
 
 class LossyTransport(httpx.AsyncBaseTransport):

@@ -311,3 +311,57 @@ def test_keys_file_must_map_gateways_to_keys(tmp_path: Path) -> None:
         load_keys(bad)
     with pytest.raises(PosterError, match="cannot read"):
         load_keys(tmp_path / "missing.yaml")
+
+
+async def test_promising_gateways_never_promise_past_an_event_they_post_later() -> None:
+    """With promises, every events batch says how far its gateway has posted: each later event of
+    that gateway is newer than every promise it made before, promises never go back, never run
+    ahead of the clock, and a gateway with nothing to post repeats its promise in empty batches;
+    status batches carry none."""
+    seen: list[tuple[str, str, list[dict[str, Any]], str | None, dt.datetime]] = []
+    fake = FakeIngest()
+
+    def recording(request: httpx.Request) -> httpx.Response:
+        promise = request.headers.get("lindero-complete-through")
+        batch = orjson.loads(request.content)
+        seen.append(
+            (request.url.path, request.headers["authorization"], batch, promise, dt.datetime.now(dt.UTC))
+        )
+        return fake(request)
+
+    # gw-b is quiet for the first 1.5 s: only heartbeats (and its status lane) until then.
+    events = [e for e in make_events(80, span_s=2.0) if e.gateway_id == "gw-a" or e.time_s >= 1.5]
+    settings = PosterSettings(
+        speed=1.0, batch_size=5, max_delay_s=0.1, heartbeat_s=0.05, keep_ids=True, promise=True
+    )
+    poster_ = GatewayPoster(settings, KEYS, transport=httpx.MockTransport(recording))
+    stats = await poster_.post(events)
+    assert stats.accepted == len(events)
+    assert stats.heartbeats >= 5
+    for key in ("key-a", "key-b"):
+        mine = [s for s in seen if s[1] == f"Bearer {key}"]
+        promised = [
+            (dt.datetime.fromisoformat(p), batch, at)
+            for path, _, batch, p, at in mine
+            if path == "/v1/events/batch"
+        ]
+        assert all(p is None for path, _, _, p, _ in mine if path == "/v1/status/batch")
+        assert all(p is not None for path, _, _, p, _ in mine if path == "/v1/events/batch")
+        assert any(not batch for _, batch, _ in promised), f"{key}: no heartbeat"
+        times = [through for through, _, _ in promised]
+        assert times == sorted(times)
+        assert all(through <= at for through, _, at in promised)
+        for k, (through, _, _) in enumerate(promised):
+            # A promise is written behind its own batch: it is about the batches after it.
+            later = [dt.datetime.fromisoformat(e["time"]) for _, batch, _ in promised[k + 1 :] for e in batch]
+            assert all(t > through for t in later), (key, through, min(later))
+    first_b = min(at for path, auth, batch, _, at in seen if auth == "Bearer key-b" and batch)
+    assert any(at < first_b and not batch for _, auth, batch, _, at in seen if auth == "Bearer key-b")
+
+
+def test_promises_need_paced_restamped_events() -> None:
+    """A promise is about sensor times the poster controls: not flat out, not with times as given."""
+    with pytest.raises(ValueError, match="promises need"):
+        PosterSettings(speed=0.0, promise=True)
+    with pytest.raises(ValueError, match="promises need"):
+        PosterSettings(speed=1.0, restamp=False, promise=True)
