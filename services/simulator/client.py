@@ -102,7 +102,8 @@ class PosterSettings:
     promise: bool = False
     """Each gateway promises how far it has posted (see the module docstring)."""
     heartbeat_s: float = 0.5
-    """With ``promise``: how often a gateway with nothing to post repeats its promise (wall s)."""
+    """With ``promise``: how often a gateway with nothing to post repeats its promise, in scenario
+    seconds like ``max_delay_s``."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -320,7 +321,8 @@ class GatewayPoster:
         """The lane's sender: full batches at once, partial ones after ``max_delay_s`` (scaled by speed)."""
         settings = self.settings
         loop = asyncio.get_running_loop()
-        wait_s = settings.max_delay_s / settings.speed if settings.speed > 1 else settings.max_delay_s
+        scale = settings.speed if settings.speed > 1 else 1.0
+        wait_s = settings.max_delay_s / scale
         while True:
             lane.wake.clear()
             if self.stop.is_set():
@@ -332,7 +334,7 @@ class GatewayPoster:
                     await lane.wake.wait()
                     continue
                 try:
-                    await asyncio.wait_for(lane.wake.wait(), settings.heartbeat_s)
+                    await asyncio.wait_for(lane.wake.wait(), settings.heartbeat_s / scale)
                 except TimeoutError:
                     self.stats.heartbeats += 1
                     await self._deliver(client, lane, [])
