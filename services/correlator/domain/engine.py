@@ -11,9 +11,11 @@ release cursor when it arrives is *late*: counted and dropped (feeding it would 
 Gateways may promise that everything they post from then on is newer than a time
 (``Lindero-Complete-Through``, see schemas/events.py). While *every* gateway of the region keeps
 promising (none of the promises more than ``reorder_window_s`` behind event time's front), the
-cursor moves on to the oldest of their promises as soon as it is ahead of the window: a
-detection then waits for the gateways, not for the slowest delay seen in five minutes. One
-gateway that stops promising hands the region back to the window.
+cursor is the oldest of their promises, whether it is ahead of the window or behind it: a
+detection then waits for the gateways, not for the slowest delay seen in five minutes, and a
+promising gateway's slow request is waited for (up to ``reorder_window_s``) instead of being
+dropped as late because the adaptive window had learnt a shorter wait. One gateway that stops
+promising hands the region back to the window.
 
 Every ``RULE_INTERVAL_S`` of event time the rules look at the live tracks; in between, the
 rules whose verdict on a track depends on that track alone (a crossing, a zone entry) look at
@@ -204,7 +206,10 @@ class RegionEngine:
         self.front_s = max(self.front_s, front)
         release = front - self.window.seconds
         promised = self.promised_s(front)
-        if promised is not None and promised > release:
+        if promised is not None:
+            # Every gateway's promise is fresh: release exactly what they all promised, sooner
+            # than the window or (never more than reorder_window_s) later, so that a slow
+            # request of a promising gateway is waited for rather than dropped as late.
             release = promised
         if release <= self.release_s:
             return out

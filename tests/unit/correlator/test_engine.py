@@ -292,6 +292,29 @@ def test_a_promise_never_holds_back_what_the_window_releases(make_engine: Engine
     assert engine.release_s == detections[5].time_s - 2.0
 
 
+def test_fresh_promises_hold_back_a_shorter_adaptive_window(make_engine: Engines) -> None:
+    """The adaptive window learnt 0.2 s; every gateway promised, one of them only 1 s behind the
+    front: the region waits for it (nothing is released past its promise), so its slow detection
+    is taken rather than dropped as late; once it promises on, everything is released."""
+    engine = make_engine({"reorder_window_s": 2.0, "reorder_adaptive": True})
+    _, detections = crossing(engine.context, period_s=0.5)
+    feed(engine, detections[:20])
+    assert engine.window.seconds < 0.5
+    slow, front = detections[22], detections[24]
+    late = engine.late_total
+    feed(engine, detections[20:22], first_offset=20)
+    promise_all(engine, front.time_s, but="gw-co-ejercito-cuc")
+    assert engine.promise("gw-co-ejercito-cuc", slow.time_s - 0.01)
+    feed(engine, detections[23:25], first_offset=23)
+    assert engine.release_s == slow.time_s - 0.01  # not front - 0.2 s: the promise holds it
+    assert engine.add(slow, 22) is True  # arrives last, still in time
+    assert engine.late_total == late
+    assert engine.promise("gw-co-ejercito-cuc", front.time_s)
+    out = engine.step()
+    assert out.processed == 3
+    assert engine.release_s == front.time_s
+
+
 def test_a_gateway_that_stops_promising_hands_the_region_back_to_the_window(make_engine: Engines) -> None:
     """A promise more than reorder_window_s behind event time's front no longer counts, so one
     silent gateway cannot stall the region, nor let it run ahead of the others."""
