@@ -42,6 +42,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from bench._common import OUT, ROOT, cpu_seconds
+from schemas.events import COMPLETE_THROUGH_HEADER
 from services.core import localkafka
 from services.core.config import load_config
 from services.core.geography import Geography
@@ -278,7 +279,7 @@ class Poster:
         if self.promise and lane.stream == "events":
             # Everything still queued, and everything handed later, is at least this new.
             through = (lane.queue[0][1] if lane.queue else self.position) - 0.001
-            headers = {**headers, "Lindero-Complete-Through": _stamp(through)}
+            headers = {**headers, COMPLETE_THROUGH_HEADER: _stamp(through)}
         sent = time.time()
         for attempt in range(20):
             try:

@@ -308,9 +308,12 @@ class RegionEngine:
 
     # -- rules -------------------------------------------------------------------------------
 
+    def _live(self) -> list[TrackEstimate]:
+        """The tracks the rules look at: confirmed and coasting, as of their latest update."""
+        return self.tracker.estimates(at_s=None, statuses=(TrackStatus.CONFIRMED, TrackStatus.COASTING))
+
     def _run_rules(self, now_s: float, out: Output) -> None:
-        live = self.tracker.estimates(at_s=None, statuses=(TrackStatus.CONFIRMED, TrackStatus.COASTING))
-        self._apply_rules(self.rules, live, now_s, out)
+        self._apply_rules(self.rules, self._live(), now_s, out)
         self.book.expire(now_s)
 
     def _run_per_track_rules(
@@ -334,8 +337,7 @@ class RegionEngine:
     def _run_due_trips(self, trips: UncorroboratedTrips, now_s: float, out: Output) -> None:
         """A ground-sensor trip whose wait is over is judged at once against the live tracks,
         not at the next run of every rule (up to ``RULE_INTERVAL_S`` later)."""
-        live = self.tracker.estimates(at_s=None, statuses=(TrackStatus.CONFIRMED, TrackStatus.COASTING))
-        self._apply_rules({"uncorroborated_trip": trips}, live, now_s, out)
+        self._apply_rules({"uncorroborated_trip": trips}, self._live(), now_s, out)
         self.rules_dirty = True  # the trip left the rule's pending list
 
     def _apply_rules(
