@@ -405,12 +405,16 @@ def start_bare(clients: int, frame_bytes: int = BARE_FRAME_BYTES) -> tuple[subpr
     return proc, port
 
 
-async def gc_pauses(ports: dict[str, int]) -> dict[str, dict[str, list[float]]]:
-    """Per process: its garbage collector's pauses so far, by generation: [count, seconds, over 25 ms]."""
+async def gc_pauses(ports: dict[str, int], save_as: str = "") -> dict[str, dict[str, list[float]]]:
+    """Per process: its garbage collector's pauses so far, by generation: [count, seconds, over 25 ms].
+    With ``save_as``, each process's whole /metrics page goes to
+    bench/out/fanout-metrics-<save_as>-<name>.txt (for histogram deltas: lifecycle, state read)."""
     found: dict[str, dict[str, list[float]]] = {}
     async with httpx.AsyncClient(timeout=10) as client:
         for name, port in ports.items():
             text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            if save_as:
+                (OUT / f"fanout-metrics-{save_as}-{name}.txt").write_text(text)
             pauses = found[name] = {}
             for family in text_string_to_metric_families(text):
                 if family.name != "lindero_gc_pause_seconds":
@@ -711,11 +715,12 @@ async def measure_alerts(
                         _groups(proc.pid, fleet, broker_pid, lifecycle.pid if lifecycle else None)
                     )
                     sent = (feed.alerts_sent, feed.tracks_sent)
-                    pauses = await gc_pauses(processes)
+                    label = f"{clients}-{rate:g}-{'tracks' if tracks else 'alerts'}"
+                    pauses = await gc_pauses(processes, f"{label}-start")
                     await asyncio.sleep(args.seconds)
                     report = await fleet.report()
                     cpu = window.close()
-                    pauses = pause_delta(pauses, await gc_pauses(processes))
+                    pauses = pause_delta(pauses, await gc_pauses(processes, f"{label}-end"))
                     await feeding
                     seconds = report["seconds"]
                     row = Row(

@@ -116,6 +116,7 @@ class AlertsService:
             min_flush_s=settings.flush_interval_s,
             max_flush_s=settings.max_flush_interval_s,
             frame_budget_per_s=settings.frame_budget_per_s,
+            track_frame_budget_per_s=settings.track_frame_budget_per_s,
             max_backlog=settings.max_backlog,
             heartbeat_s=settings.heartbeat_s,
         )

@@ -39,6 +39,13 @@ class AlertsSettings(ServiceSettings):
         "grows with the number of clients (clients / budget), between the two bounds above: 20 ms up "
         "to 1,000 clients, 100 ms at 5,000 (a frame costs the gateway about 25-40 us of CPU)",
     )
+    track_frame_budget_per_s: float = Field(
+        default=10_000,
+        gt=0,
+        description="the same for frames that hold only track updates: such a frame waits clients / this "
+        "after the client's previous one (20 ms up to 200 clients, 100 ms at 1,000, at most the longest "
+        "gap); alerts, dispatches and command results go at the gap above and take the waiting tracks along",
+    )
     heartbeat_s: float = Field(
         default=15.0, gt=0, description="an idle stream gets a heartbeat frame this often, s"
     )

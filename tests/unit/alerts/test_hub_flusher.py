@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Any
 
@@ -21,7 +22,7 @@ from services.alerts.store import Change, Kind, Store
 from services.alerts.wsprotocol import frame_header
 from services.core.kafka import KafkaSettings
 from tests.integration.conftest import wait_until
-from tests.unit.alerts.builders import DEMO, centre_viewer, live_track
+from tests.unit.alerts.builders import DEMO, centre_viewer, live_track, make_alert, make_state
 
 GAP_S = 0.2
 
@@ -87,6 +88,15 @@ class Bench:
         self.hub.on_change(Change(Kind.TRACK, track.track_id, track, "tracks/0", self.offset))
         self.offset += 1
 
+    def alert(self) -> str:
+        state = make_state(DEMO, make_alert(DEMO, "CO", "co-ve-cucuta"))
+        alert_id = state.alert.alert_id
+        self.store.alerts[alert_id] = state
+        self.store.cursor["alert.state/0"] = self.offset + 1
+        self.hub.on_change(Change(Kind.ALERT, alert_id, state, "alert.state/0", self.offset))
+        self.offset += 1
+        return alert_id
+
     async def close(self) -> None:
         await self.hub.close_all()
 
@@ -127,6 +137,52 @@ async def test_quiet_clients_get_a_change_at_once_and_busy_ones_a_frame_per_gap(
         assert len(writer.frames) <= 2 + 0.4 / GAP_S + 2, "coalesced: about one frame per gap"
         assert writer.frames[-1]["cursor"] == {"tracks/0": 40}
     await bench.close()
+
+
+async def test_moving_tracks_wait_for_the_track_gap_and_an_alert_does_not() -> None:
+    """While tracks stream, a client's frames holding only track updates are track_flush_s apart;
+    an alert goes out at the shortest gap, with the tracks queued before it, and the track
+    updates after it wait a whole track gap again."""
+    gap_s, track_gap_s = 0.05, 0.4
+    bench = Bench(min_flush_s=gap_s, max_flush_s=1.0, track_frame_budget_per_s=1 / track_gap_s)
+    _, writer = bench.join()
+    await wait_until(lambda: asyncio.sleep(0, bool(writer.frames)), 5, "the snapshot")
+    loop = asyncio.get_running_loop()
+    raised_s = 0.0
+    for number in range(120):
+        bench.track(number)
+        if number == 70:
+            bench.alert()
+            raised_s = loop.time()
+        await asyncio.sleep(0.01)
+    await wait_until(lambda: asyncio.sleep(0, len(writer.track_ids()) == 120), 5, "every track")
+    _contiguous(writer)
+    frames = list(zip(writer.written_s[1:], writer.frames[1:], strict=True))
+    alerted = [(t, f) for t, f in frames if any(m["type"] == "alert" for m in f["messages"])]
+    (alert_s, alert_frame), *_ = alerted
+    assert alert_s - raised_s < track_gap_s / 2, "the alert waits for the short gap, not the track gap"
+    carried = [m["data"]["track_id"] if m["type"] == "track" else m["type"] for m in alert_frame["messages"]]
+    assert carried.index("co-ve-cucuta.T000070") < carried.index("alert"), "the waiting tracks ride along"
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(frames) if b[1] is not alert_frame]
+    assert gaps
+    assert min(gaps) >= track_gap_s * 0.9, gaps
+    assert len(frames) <= 1.3 / track_gap_s + 3, "about one track frame per track gap"
+    await bench.close()
+
+
+def test_frames_of_track_updates_only_are_spaced_more_with_many_clients() -> None:
+    hub = Bench(min_flush_s=0.02, max_flush_s=0.2, frame_budget_per_s=50_000).hub
+    gaps = {}
+    for clients in (1, 200, 1_000, 5_000, 50_000):
+        hub.clients = {object() for _ in range(clients)}  # type: ignore[misc]
+        gaps[clients] = (round(hub.flush_gap_s(), 3), round(hub.track_gap_s(), 3))
+    assert gaps == {
+        1: (0.02, 0.02),
+        200: (0.02, 0.02),
+        1_000: (0.02, 0.1),
+        5_000: (0.1, 0.2),
+        50_000: (0.2, 0.2),
+    }
 
 
 async def test_a_full_connection_is_skipped_then_catches_up_in_one_frame() -> None:
