@@ -100,29 +100,37 @@ def _print_access(stack: Stack, config: LinderoConfig) -> None:
     _say("")
 
 
+def simulate_arguments(
+    config: Path, ingest_url: str, keys: Path, speed: float, seed: int, duration_s: int
+) -> list[str]:
+    """``lindero simulate``'s arguments for the demo: every region, paced; when paced, the gateways
+    promise how far they have posted, so the correlator releases each second as soon as every
+    gateway has passed it instead of waiting out its reorder window."""
+    arguments = [
+        "simulate",
+        "--config",
+        str(config),
+        "--all-regions",
+        "--seed",
+        str(seed),
+        "--duration",
+        str(duration_s),
+        "--speed",
+        f"{speed:g}",
+        "--ingest",
+        ingest_url,
+        "--keys",
+        str(keys),
+    ]
+    return [*arguments, "--promise"] if speed > 0 else arguments
+
+
 def _simulator(stack: Stack, keys: Path, speed: float, seed: int, duration_s: int) -> subprocess.Popen[bytes]:
     log = (stack.logs / "simulator.log").open("ab")
+    arguments = simulate_arguments(stack.config, stack.url("ingest"), keys, speed, seed, duration_s)
     with log:
         return subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [
-                sys.executable,
-                "-m",
-                "services.cli",
-                "simulate",
-                "--config",
-                str(stack.config),
-                "--all-regions",
-                "--seed",
-                str(seed),
-                "--duration",
-                str(duration_s),
-                "--speed",
-                f"{speed:g}",
-                "--ingest",
-                stack.url("ingest"),
-                "--keys",
-                str(keys),
-            ],
+            [sys.executable, "-m", "services.cli", *arguments],
             env=stack.environment("ingest"),
             stdout=log,
             stderr=subprocess.STDOUT,

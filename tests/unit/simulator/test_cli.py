@@ -91,3 +91,30 @@ def test_an_unreadable_keys_file_is_a_usage_error(tmp_path: Path, capsys: pytest
 def test_a_leading_double_dash_is_ignored(tmp_path: Path) -> None:
     """`lindero simulate -- --region ...` works (the top-level parser passes the `--` on)."""
     assert cli.main(["--", "--config", str(DEMO_CONFIG), "--duration", "10", "--no-post"]) == 0
+
+
+class _Posted(Exception):
+    """Raised instead of posting: the test only wants the poster's settings."""
+
+
+@pytest.mark.parametrize(("speed", "promise"), [(1.0, True), (0.0, False)])
+def test_the_demo_posts_with_promises_when_paced(
+    monkeypatch: pytest.MonkeyPatch, speed: float, promise: bool
+) -> None:
+    """``lindero demo`` runs the simulator with arguments it accepts, and its paced gateways
+    promise how far they have posted (flat out cannot promise)."""
+    from services import demo
+
+    seen: list[cli.PosterSettings] = []
+
+    def poster(settings: cli.PosterSettings, keys: object) -> None:
+        seen.append(settings)
+        raise _Posted
+
+    monkeypatch.setattr(cli, "GatewayPoster", poster)
+    arguments = demo.simulate_arguments(DEMO_CONFIG, "http://127.0.0.1:9", DEMO_KEYS, speed, 7, 30)
+    assert arguments[0] == "simulate"
+    with pytest.raises(_Posted):
+        cli.main(arguments[1:])
+    (settings,) = seen
+    assert (settings.promise, settings.speed, settings.base_url) == (promise, speed, "http://127.0.0.1:9")
