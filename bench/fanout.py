@@ -906,15 +906,19 @@ def goals(rows: list[Row]) -> list[str]:
     return found
 
 
-PREVIOUS_REVISION = "f9dd200"
+PREVIOUS_REVISION = "bc5fe9f"
+PREVIOUS_WHAT = (
+    "every frame to a client at its gap, track updates or not, so that while tracks stream an alert "
+    "waits for passes of track frames"
+)
 PREVIOUS: dict[tuple[int, int, bool], dict[str, float | None]] = {
-    (1000, 20, False): {"mb": 14.5, "alert_p99": 538, "share_p99": 461, "track_p99": None, "cpu": 0.50},
-    (1000, 20, True): {"mb": 48.1, "alert_p99": 295, "share_p99": 242, "track_p99": 212, "cpu": 0.74},
-    (5000, 10, False): {"mb": 35.9, "alert_p99": 827, "share_p99": 784, "track_p99": None, "cpu": 0.87},
-    (5000, 10, True): {"mb": 212.6, "alert_p99": 4315, "share_p99": 4277, "track_p99": 2174, "cpu": 0.60},
+    (1000, 20, False): {"mb": 15.4, "alert_p99": 57, "share_p99": 50, "track_p99": None, "cpu": 0.43},
+    (1000, 20, True): {"mb": 49.4, "alert_p99": 202, "share_p99": 186, "track_p99": 142, "cpu": 0.63},
+    (5000, 10, False): {"mb": 37.6, "alert_p99": 244, "share_p99": 233, "track_p99": None, "cpu": 0.80},
+    (5000, 10, True): {"mb": 203.2, "alert_p99": 561, "share_p99": 540, "track_p99": 515, "cpu": 0.58},
 }
-"""The goal rows of the previous full run (a relay task and an awaited ASGI send per client per
-frame, a frame budget of 25,000/s; gateway CPU), as docs/benchmarks.md gave them at that revision."""
+"""The goal rows of the previous full run (see PREVIOUS_WHAT; gateway CPU), as docs/benchmarks.md
+gave them at that revision."""
 
 
 def _num(value: float | None, digits: int = 0) -> str:
@@ -1214,9 +1218,8 @@ def markdown(rows: list[Row], bares: dict[int, Bare], found: list[str], meta: di
     compared = changes(rows)
     previous = (
         _wrap(
-            f"**What changed since the previous full run** (revision {PREVIOUS_REVISION}: a relay task "
-            "and an awaited ASGI send per client per frame, a frame budget of 25,000/s; the machine's "
-            "other load differs between runs"
+            f"**What changed since the previous full run** (revision {PREVIOUS_REVISION}: {PREVIOUS_WHAT}; "
+            "the machine's other load differs between runs"
             + (
                 ", so the old layout measured again in this run, below the main table, is the fairer "
                 "comparison):"
