@@ -6,14 +6,14 @@ from typing import Any
 
 from services.alerts.app import create_app
 from services.alerts.settings import AlertsSettings
-from services.alerts.wsprotocol import FrameWriterProtocol
+from services.alerts.wsprotocol import frame_writer_protocol
 from services.core.serving import run_service
 
 
 def websocket_options(settings: AlertsSettings) -> dict[str, Any]:
     """uvicorn's websocket settings for the alerts service (the tests' servers use them too)."""
     return {
-        "ws": FrameWriterProtocol,
+        "ws": frame_writer_protocol(settings.ws_send_buffer_bytes),
         "ws_max_size": settings.max_message_bytes,
         "ws_per_message_deflate": settings.ws_compression,
         "ws_ping_interval": 20.0,

@@ -52,6 +52,13 @@ class AlertsSettings(ServiceSettings):
     fetch_max_wait_ms: int = Field(
         default=20, ge=1, le=1_000, description="how long a Kafka fetch waits for data (latency), ms"
     )
+    ws_send_buffer_bytes: int = Field(
+        default=131_072,
+        ge=0,
+        description="kernel send buffer of each websocket (SO_SNDBUF; Linux doubles it), bytes; 0 leaves "
+        "it to the kernel's autotuning (megabytes): with a cap a slow client soon stops taking frames and "
+        "then gets one frame with each track's latest state instead of seconds of stale small ones",
+    )
     max_message_bytes: int = Field(default=65_536, ge=1_024, description="largest websocket message accepted")
     ws_compression: bool = Field(
         default=False,

@@ -14,11 +14,22 @@ raises :class:`ConnectionError` once the connection is closing or closed. ``writ
 whole message (UTF-8 JSON as a text message, or as a binary one) on the transport, without
 awaiting. Everything else (the handshake, pings, reading, closing) stays uvicorn's. Under any
 other server the extension is absent and the hub sends through ASGI as before.
+
+Each websocket's kernel send buffer is capped (``SO_SNDBUF``, the ``ws_send_buffer_bytes``
+setting, see :func:`frame_writer_protocol`). Left to the kernel's autotuning it grew to megabytes
+for a client that reads slowly (tests/faults/test_slow_clients.py: one that never reads took
+about 5,000 track messages, 1.7 MB, before its connection stopped taking frames). Until then the
+hub keeps writing it small frames, and a slow reader works through seconds of stale ones; with the
+cap it soon stops taking frames, the hub keeps its pointer, and its next frame carries each track's
+latest state at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import struct
+from asyncio import BaseTransport
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -43,6 +54,16 @@ def frame_header(length: int, binary: bool) -> bytes:
 
 class FrameWriterProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O websockets protocol plus the ``lindero.frames`` extension."""
+
+    send_buffer_bytes = 0
+    """``SO_SNDBUF`` of each connection (Linux doubles it); 0 leaves the kernel's autotuning."""
+
+    def connection_made(self, transport: BaseTransport) -> None:
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if self.send_buffer_bytes and sock is not None:
+            with contextlib.suppress(OSError):  # a socket that is already gone: nothing to cap
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -73,3 +94,9 @@ class FrameWriterProtocol(WebSocketsSansIOProtocol):
             self.transport.write(b"".join(self.conn.data_to_send()))
         else:
             self.transport.writelines((frame_header(len(data), binary), data))
+
+
+def frame_writer_protocol(send_buffer_bytes: int) -> type[FrameWriterProtocol]:
+    """:class:`FrameWriterProtocol` with each connection's send buffer capped at
+    ``send_buffer_bytes`` (0: not capped), for uvicorn's ``ws`` setting."""
+    return type("FrameWriterProtocol", (FrameWriterProtocol,), {"send_buffer_bytes": send_buffer_bytes})
