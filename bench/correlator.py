@@ -60,7 +60,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import OUT, ROOT, cpu_seconds, git_revision, machine_busy, write_section
+from bench._common import OUT, ROOT, cpu_seconds, fresh_cluster, git_revision, machine_busy, write_section
 from bench._scenarios import (
     DEMO_CONFIG,
     AccuracyScenario,
@@ -526,7 +526,7 @@ def process_broker() -> tuple[str, localkafka.LocalCluster | None]:
     external = os.environ.get("LINDERO_KAFKA_BOOTSTRAP")
     if external:
         return external, None
-    cluster = localkafka.LocalCluster(name="bench-correlator", ports=[PROCESS_BROKER_PORT])
+    cluster = fresh_cluster("bench-correlator", PROCESS_BROKER_PORT)
     running = all(node.pid() is not None for node in cluster.nodes)
     bootstrap = cluster.start(progress=print)
     return bootstrap, None if running else cluster
