@@ -26,8 +26,10 @@ For each number of clients (all operators of centre cc-cucuta, region co-ve-cucu
    something else changed or every 60 s. This process then feeds load the way production does:
    ``Alert`` records on ``alerts`` (key = alert id, a third new alerts, two thirds revisions of
    recent ones, ``updated_at`` = now) at 10, 20 and 100 alerts/s, and ``Track`` records on
-   ``tracks`` (300 tracks, ``--tracks-per-s`` updates in all) at the same time. Each rate runs
-   ``--warmup`` seconds, then is measured for ``--seconds``.
+   ``tracks`` (300 tracks, ``--tracks-per-s`` updates in all) at the same time. As the
+   correlator, it writes what fell due every ``--feed-every-s`` (0.2 s, the correlator's commit
+   interval) in one transaction; 0 writes each record as it falls due, without transactions (the
+   runs before 5f85ddc). Each rate runs ``--warmup`` seconds, then is measured for ``--seconds``.
 3. **Old layout, for comparison** (``--old-layout-clients``): the same rates again at those
    numbers of clients with one instance and whole tracks, against the same bare ceiling.
 
@@ -104,15 +106,23 @@ def _iso(moment: float) -> str:
     return dt.datetime.fromtimestamp(moment, dt.UTC).isoformat()
 
 
-class Feed:
-    """Writes alerts and tracks to Kafka at given rates, as the correlator would."""
+FEED_EVERY_S = 0.2
+"""The correlator's default ``commit_interval_s``: it writes a region's tracks and alerts of that
+long in one transaction, and the alerts service (read committed) sees them when it commits."""
 
-    def __init__(self, kafka: KafkaSettings, seed: int = 7) -> None:
+
+class Feed:
+    """Writes alerts and tracks to Kafka at given rates, as the correlator would: what fell due in
+    ``every_s`` in one transaction (0: each record on its own as it falls due, no transactions)."""
+
+    def __init__(self, kafka: KafkaSettings, every_s: float = FEED_EVERY_S, seed: int = 7) -> None:
         from aiokafka import AIOKafkaProducer
 
         self.kafka = kafka
+        self.every_s = every_s
         self.rng = random.Random(seed)
-        self.producer = AIOKafkaProducer(acks="all", linger_ms=2, **kafka.client_options())
+        transactional = {"transactional_id": f"bench-feed-{uuid.uuid4().hex[:12]}"} if every_s > 0 else {}
+        self.producer = AIOKafkaProducer(acks="all", linger_ms=2, **transactional, **kafka.client_options())
         self.alert_template = make_alert(DEMO, "CO", REGION, severity="high", revision=1).model_dump(
             mode="json", by_alias=True
         )
@@ -172,7 +182,11 @@ class Feed:
         return entry["track_id"], orjson.dumps(record)
 
     async def run(self, alerts_per_s: float, tracks_per_s: float, seconds: float) -> None:
-        """Send at the given rates for ``seconds`` (records are spread evenly over time)."""
+        """Send at the given rates for ``seconds`` (records are spread evenly over time, or
+        written every ``every_s`` in a transaction)."""
+        if self.every_s > 0:
+            await self._run_transactions(alerts_per_s, tracks_per_s, seconds)
+            return
         alerts_topic = self.kafka.topics(ALERTS)
         tracks_topic = self.kafka.topics(TRACKS)
         started = time.monotonic()
@@ -196,8 +210,41 @@ class Feed:
             await asyncio.sleep(0.004)
         await asyncio.gather(*pending)
 
+    async def _run_transactions(self, alerts_per_s: float, tracks_per_s: float, seconds: float) -> None:
+        alerts_topic = self.kafka.topics(ALERTS)
+        tracks_topic = self.kafka.topics(TRACKS)
+        started = time.monotonic()
+        alerts = tracks = 0
+        tick = 0
+        while (elapsed := time.monotonic() - started) < seconds:
+            now = time.time()
+            due_alerts = int(elapsed * alerts_per_s) - alerts
+            due_tracks = int(elapsed * tracks_per_s) - tracks
+            if due_alerts or due_tracks:
+                async with self.producer.transaction():
+                    for _ in range(due_alerts):
+                        key, value = self._alert(now)
+                        await self.producer.send(alerts_topic, value, key=key.encode())
+                    for _ in range(due_tracks):
+                        key, value = self._track(now)
+                        await self.producer.send(tracks_topic, value, key=key.encode())
+                alerts, tracks = alerts + due_alerts, tracks + due_tracks
+                self.alerts_sent += due_alerts
+                self.tracks_sent += due_tracks
+            tick += 1
+            await asyncio.sleep(max(0.0, started + tick * self.every_s - time.monotonic()))
+
 
 # -- clients --------------------------------------------------------------------------------------
+
+
+def _feed_text(every_s: float) -> str:
+    if every_s > 0:
+        return (
+            f", what falls due in {every_s:g} s written in one transaction, as the correlator "
+            "commits a region's outputs (the alerts service reads committed records only)"
+        )
+    return ", each record on its own as it falls due"
 
 
 def _merge_histograms(reports: Sequence[dict[str, Any]], key: str) -> dict[int, int]:
@@ -704,7 +751,7 @@ async def measure_alerts(
         try:
             connected = await fleet.start()
             print(f"   {connected['open']:,} clients connected ({connected['failed']} failed)")
-            async with Feed(kafka) as feed:
+            async with Feed(kafka, args.feed_every_s) as feed:
                 for rate, tracks in plan(clients, args):
                     warmup = args.warmup + broker_warmup
                     broker_warmup = 0.0
@@ -906,16 +953,16 @@ def goals(rows: list[Row]) -> list[str]:
     return found
 
 
-PREVIOUS_REVISION = "bc5fe9f"
+PREVIOUS_REVISION = "6c67dc4"
 PREVIOUS_WHAT = (
-    "every frame to a client at its gap, track updates or not, so that while tracks stream an alert "
-    "waits for passes of track frames"
+    "the load written record by record as it fell due, without transactions, and each websocket's "
+    "send buffer left to the kernel's autotuning"
 )
 PREVIOUS: dict[tuple[int, int, bool], dict[str, float | None]] = {
-    (1000, 20, False): {"mb": 15.4, "alert_p99": 57, "share_p99": 50, "track_p99": None, "cpu": 0.43},
-    (1000, 20, True): {"mb": 49.4, "alert_p99": 202, "share_p99": 186, "track_p99": 142, "cpu": 0.63},
-    (5000, 10, False): {"mb": 37.6, "alert_p99": 244, "share_p99": 233, "track_p99": None, "cpu": 0.80},
-    (5000, 10, True): {"mb": 203.2, "alert_p99": 561, "share_p99": 540, "track_p99": 515, "cpu": 0.58},
+    (1000, 20, False): {"mb": 15.4, "alert_p99": 68, "share_p99": 57, "track_p99": None, "cpu": 0.46},
+    (1000, 20, True): {"mb": 49.2, "alert_p99": 98, "share_p99": 87, "track_p99": 99, "cpu": 0.56},
+    (5000, 10, False): {"mb": 37.9, "alert_p99": 195, "share_p99": 186, "track_p99": None, "cpu": 0.80},
+    (5000, 10, True): {"mb": 197.0, "alert_p99": 329, "share_p99": 318, "track_p99": 303, "cpu": 0.63},
 }
 """The goal rows of the previous full run (see PREVIOUS_WHAT; gateway CPU), as docs/benchmarks.md
 gave them at that revision."""
@@ -1098,6 +1145,13 @@ def main() -> int:
         default=ROOT,
         help="run the alerts service from this checkout (e.g. a git worktree of an older revision)",
     )
+    parser.add_argument(
+        "--feed-every-s",
+        type=float,
+        default=FEED_EVERY_S,
+        help="write the load in one transaction this often, as the correlator commits (0: each record "
+        "on its own as it falls due, as runs before 5f85ddc did)",
+    )
     parser.add_argument("--skip-bare", action="store_true", help="do not measure the bare ceiling")
     parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
     parser.add_argument(
@@ -1141,6 +1195,7 @@ def main() -> int:
         "started": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "client_processes": args.client_processes,
         "tracks_per_s": args.tracks_per_s,
+        "feed_every_s": args.feed_every_s,
         "seconds": args.seconds,
         "warmup": args.warmup,
         "broker_warmup": args.broker_warmup,
@@ -1240,7 +1295,8 @@ def markdown(rows: list[Row], bares: dict[int, Bare], found: list[str], meta: di
         f"of region {REGION}. This process feeds Kafka the way the correlator does: `Alert` records "
         "on `alerts` (a third new alerts, the rest revisions of recent ones, `updated_at` = the time "
         f"of sending) and `Track` records on `tracks` (300 tracks, {meta['tracks_per_s']:g} updates/s "
-        f"in all). Each rate is measured for {meta['seconds']:g} s after {meta['warmup']:g} s of load, "
+        f"in all){_feed_text(meta.get('feed_every_s', 0.0))}. Each rate is measured for "
+        f"{meta['seconds']:g} s after {meta['warmup']:g} s of load, "
         "one after the other on the same connections"
         + (
             f" (the first after {meta['warmup'] + meta['broker_warmup']:g} s: the broker starts cold "
