@@ -29,6 +29,7 @@ import uuid
 from array import array
 from collections import Counter, deque
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ import httpx
 import numpy as np
 import orjson
 import yaml
+from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -46,6 +48,7 @@ from schemas.events import COMPLETE_THROUGH_HEADER
 from services.core import localkafka
 from services.core.config import load_config
 from services.core.geography import Geography
+from services.core.kafka import KafkaSettings, delete_prefixed_topics
 from services.core.localkafka import free_port
 from services.core.ruleconfig import UncorroboratedTripRule
 from services.core.tokens import TokenSettings, issue
@@ -551,6 +554,23 @@ def start_stack(bootstrap: str, setting: Setting, label: str) -> Stack:
     )
     stack.start(progress=print)
     return stack
+
+
+def stop_stack(stack: Stack) -> None:
+    """Stop the services, then delete the run's topics from the broker.
+
+    The shared local broker kept every earlier run's topics (1,759 partitions, 9.9 GB); it then
+    idled at 7.7% of a core, against 3.9% for an empty one, and took 12.7 s to start instead of 5.0.
+    """
+    stack.stop()
+    settings = KafkaSettings(bootstrap=stack.bootstrap, topic_prefix=stack.topic_prefix)
+    try:
+        with ThreadPoolExecutor(1) as pool:  # (the soak calls this from its event loop)
+            deleted = pool.submit(asyncio.run, delete_prefixed_topics(settings)).result(timeout=60)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        print(f"the topics of {stack.topic_prefix} stay: {exc!r}")
+        return
+    print(f"deleted the run's {len(deleted)} topics ({stack.topic_prefix}*)")
 
 
 def keys() -> dict[str, str]:

@@ -59,6 +59,7 @@ from bench._pipeline import (
     scenario,
     scrape,
     start_stack,
+    stop_stack,
 )
 
 RESULTS_JSON = OUT / "e2e-results.json"
@@ -269,7 +270,7 @@ def main() -> int:
                 try:
                     row = asyncio.run(measure(stack, plan, setting, args, broker))
                 finally:
-                    stack.stop()
+                    stop_stack(stack)
                 row.extra = {
                     **row.extra,
                     "rate": rate,

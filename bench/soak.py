@@ -60,6 +60,7 @@ from bench._pipeline import (
     scrape,
     service_pids,
     start_stack,
+    stop_stack,
 )
 from bench._svg import Series, line_chart
 
@@ -148,7 +149,7 @@ async def soak(args: argparse.Namespace, plan: Scenario, bootstrap: str) -> dict
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
     finally:
-        stack.stop()
+        stop_stack(stack)
     meta["seconds"] = time.time() - start - args.drain
     found = latencies(poster, dashboard)
     minutes = []
