@@ -139,10 +139,10 @@ async def test_slow_and_stuck_clients_do_not_hold_anyone_back(
             slowest_s = max(slowest_s, time.monotonic() - sent_at)
             # The next chunk waits until the slow client is within a chunk of the end: it is then
             # at most two chunks (and an alert each) behind, inside its backlog by construction.
-            # (Left to itself it falls further behind: the server writes it small frames while
-            # its socket buffers, megabytes on loopback, take them, and it reads 4 a second. It
-            # then lagged as fast as the stuck one, and which of them crossed the backlog first
-            # at a once-a-second check was a race: CI saw both dropped.)
+            # (Unpaced, before send buffers were capped, its socket took megabytes of small
+            # frames, which it reads 4 a second; it then lagged as fast as the stuck one, and
+            # which of them crossed the backlog first at a once-a-second check was a race: CI saw
+            # both dropped. With the cap it lagged at most ~500, but the pacing keeps that a bound.)
             await wait_until(
                 lambda n=produced: asyncio.sleep(0, len(slow.tracks) >= n - CHUNK),
                 60,
