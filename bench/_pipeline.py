@@ -45,7 +45,6 @@ from websockets.exceptions import ConnectionClosed
 
 from bench._common import OUT, ROOT, cpu_seconds
 from schemas.events import COMPLETE_THROUGH_HEADER
-from services.core import localkafka
 from services.core.config import load_config
 from services.core.geography import Geography
 from services.core.kafka import KafkaSettings, delete_prefixed_topics
@@ -612,18 +611,6 @@ def ms(value: float) -> str:
 
 def pct(value: float) -> str:
     return "–" if not math.isfinite(value) else f"{value:.0%}"
-
-
-def local_broker() -> tuple[str, localkafka.LocalCluster | None]:
-    """LINDERO_KAFKA_BOOTSTRAP, or the project's local broker (``lindero kafka up``, 127.0.0.1:9192),
-    started if it is not up; the cluster is returned (to stop at the end) only when this run started it."""
-    external = os.environ.get("LINDERO_KAFKA_BOOTSTRAP")
-    if external:
-        return external, None
-    cluster = localkafka.LocalCluster(name="local", ports=[localkafka.DEFAULT_PORT])
-    running = all(node.pid() is not None for node in cluster.nodes)
-    bootstrap = cluster.start(progress=print)
-    return bootstrap, None if running else cluster
 
 
 def scrape(url: str) -> dict[str, float]:

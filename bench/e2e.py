@@ -12,8 +12,9 @@ intervals, the adaptive window uncapped; ``promises``, not run by default: gatew
 the defaults' and promise how far they have posted, ``Lindero-Complete-Through``, with heartbeats
 every 0.1 s when idle, and the low-latency commit intervals; ``prompt-promises``, the same
 gateways posting within 0.1 s)
-ingest, the correlator and the alerts service run as processes (services/stack.py) on the local
-broker (started if it is not up) with a fresh topic prefix. This process plays the simulator's
+ingest, the correlator and the alerts service run as processes (services/stack.py) on the
+benchmarks' own broker (bench/_common.broker: port 9292, from empty storage when it is not up) with
+a fresh topic prefix. This process plays the simulator's
 scenario of both demo regions at the asked rate through real HTTP, batched per gateway like the
 simulator's poster, and keeps a dashboard websocket (admin token, tracks and alerts) open. After a
 warm-up it measures for ``--duration`` seconds; see bench/_pipeline.py for what a latency is. The
@@ -39,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import OUT, Window, git_revision, listening_pid, uncommitted, write_section
+from bench._common import OUT, Window, broker, git_revision, listening_pid, uncommitted, write_section
 from bench._pipeline import (
     ALERT,
     DEFAULTS,
@@ -53,7 +54,6 @@ from bench._pipeline import (
     keys,
     latencies,
     load_average,
-    local_broker,
     ms,
     pct,
     scenario,
@@ -247,8 +247,8 @@ def main() -> int:
         rows, meta = load(args.render)
         report(rows, meta, write=not args.no_write)
         return 0
-    bootstrap, cluster = local_broker()
-    broker = listening_pid(int(bootstrap.rsplit(":", 1)[1]))
+    bootstrap, cluster = broker()
+    broker_pid = listening_pid(int(bootstrap.rsplit(":", 1)[1]))
     command = "python bench/e2e.py " + " ".join(a for a in sys.argv[1:] if a != "--no-write")
     meta = {
         "revision": git_revision(),
@@ -268,7 +268,7 @@ def main() -> int:
                 revision, dirty = git_revision(), uncommitted()
                 stack = start_stack(bootstrap, setting, f"e2e{name.replace('-', '')}")
                 try:
-                    row = asyncio.run(measure(stack, plan, setting, args, broker))
+                    row = asyncio.run(measure(stack, plan, setting, args, broker_pid))
                 finally:
                     stop_stack(stack)
                 row.extra = {
@@ -534,8 +534,8 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         "Runs: "
         + "; ".join(f"{run}, started {', '.join(sorted(set(times)))}" for run, times in runs.items())
         + ". Ingest, the correlator and the alerts service run as processes (`services/stack.py`, a fresh "
-        f"topic prefix per row) on the local broker ({meta['bootstrap']}, the machine's shared one: "
-        "its CPU may include other work). This process is the gateways and the dashboard: it plays "
+        f"topic prefix per row) on the benchmarks' own single-node broker ({meta['bootstrap']}, from "
+        "empty storage when it was not running). This process is the gateways and the dashboard: it plays "
         "the simulator's scenario of both "
         "demo regions (seed 7; looped, every pass with fresh event ids; at the density that gives the "
         "rate, the detections thinned at random to hit it exactly: "

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import (
     OUT,
     ROOT,
+    broker,
     git_revision,
     listening_pid,
     machine_busy,
@@ -51,7 +52,6 @@ from bench._pipeline import (
     Scenario,
     keys,
     latencies,
-    local_broker,
     ms,
     pct,
     rss_mb,
@@ -297,8 +297,8 @@ def markdown(result: dict[str, Any]) -> str:
         "fresh event ids) and the dashboard websocket are those of bench/e2e.py, and so is the latency "
         f"(receive − the post of the newest detection the message reflects). Every {meta['sample_s']:g} s: "
         "VmRSS and CPU of each process; per minute: the detections ingest accepted and the latency "
-        "percentiles of track and alert messages. The broker is the machine's shared local one (other work "
-        "may use it too), so its memory is shown apart and is not a verdict on Lindero."
+        "percentiles of track and alert messages. The broker is the benchmarks' own single-node one (from "
+        "empty storage when it was not running); its memory is shown apart and is not a verdict on Lindero."
     )
     rows = [
         "| process | RSS at the start MB | halfway MB | at the end MB | max MB | fit window min "
@@ -429,7 +429,7 @@ def main() -> int:
         report(saved, write=not args.no_write)
         return 0
     plan = scenario(args.rate, args.seed)
-    bootstrap, cluster = local_broker()
+    bootstrap, cluster = broker()
     try:
         result = asyncio.run(soak(args, plan, bootstrap))
     finally:
