@@ -568,9 +568,15 @@ class ImplausibleSpeed:
         for view in tracks:
             track = view.track
             limit = self.config.max_speed_mps.get(track.target_class)  # type: ignore[call-overload]
-            sure = _probability(track, track.target_class) >= self.config.min_probability
-            speed_sigma = math.sqrt(max(0.0, (track.covariance[2, 2] + track.covariance[3, 3]) / 2.0))
-            holds = limit is not None and sure and track.speed_mps - 2.0 * speed_sigma > limit
+            speed = track.speed_mps
+            holds = False
+            # speed - 2 sigma > limit needs speed > limit: the class belief and the speed's sigma
+            # (numpy reads) only for the few tracks that are that fast (the rule sees every track
+            # once a second)
+            if limit is not None and speed > limit:
+                sure = _probability(track, track.target_class) >= self.config.min_probability
+                speed_sigma = math.sqrt(max(0.0, (track.covariance[2, 2] + track.covariance[3, 3]) / 2.0))
+                holds = sure and speed - 2.0 * speed_sigma > limit
             fire, ended = self.held.check(track.track_id, holds, track.time_s)
             if ended:
                 out.append(cleared(AlertKind.IMPLAUSIBLE_SPEED, track.track_id, track.time_s))
