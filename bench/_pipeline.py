@@ -558,8 +558,10 @@ def start_stack(bootstrap: str, setting: Setting, label: str) -> Stack:
 def stop_stack(stack: Stack) -> None:
     """Stop the services, then delete the run's topics from the broker.
 
-    The shared local broker kept every earlier run's topics (1,759 partitions, 9.9 GB); it then
-    idled at 7.7% of a core, against 3.9% for an empty one, and took 12.7 s to start instead of 5.0.
+    The later rows of a run then share the broker with no earlier row's partitions, and an external
+    cluster (LINDERO_KAFKA_BOOTSTRAP) is left as it was found. Leftover topics cost: the shared
+    local broker, which these benchmarks used until bad01bb, had kept 1,759 partitions (9.9 GB),
+    idled at 7.7% of a core against 3.9% empty, and took 12.7 s to start instead of 5.0.
     """
     stack.stop()
     settings = KafkaSettings(bootstrap=stack.bootstrap, topic_prefix=stack.topic_prefix)
