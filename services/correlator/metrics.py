@@ -80,6 +80,15 @@ class CorrelatorMetrics:
             "Gateway promises (Lindero-Complete-Through) taken by a region",
             registry=registry,
         )
+        self.promise_behind = Histogram(
+            "lindero_correlator_promise_behind_seconds",
+            "At each step of a region, how far each of its gateways' promises is behind the region's "
+            "newest event time: the oldest promise is what releases a promising region, so a gateway "
+            "with a long tail here holds the region's tracks back",
+            ["region", "gateway"],
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 5),
+            registry=registry,
+        )
         self.reorder_window = Gauge(
             "lindero_correlator_reorder_window_seconds",
             "How long detections wait for late ones now, by region (the adaptive window, or the fixed one)",

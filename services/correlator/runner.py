@@ -375,8 +375,11 @@ class CorrelatorTask(PartitionTask):
         last_input = self.last_detection_wall if self.kind == "events" else self.last_input_wall
         idle_s = max(0.0, wall_s - last_input) if caught_up else 0.0
         if self.kind == "events":
-            for engine in self.engines.values():
+            behind = self.runner.metrics.promise_behind
+            for region, engine in self.engines.items():
                 result = engine.step(engine.watermark_s + idle_s if idle_s > 0 else None)
+                for gateway, through_s in engine.promises.items():
+                    behind.labels(region, gateway).observe(max(0.0, engine.front_s - through_s))
                 out.tracks.extend(result.tracks)
                 out.alerts.extend(result.alerts)
                 out.processed += result.processed

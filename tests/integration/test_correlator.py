@@ -93,7 +93,16 @@ async def test_gateway_promises_release_a_region_before_its_reorder_window(
 
         await wait_until(confirmed, 30, "a confirmed track, released by the promises")
         promises = running.registry.get_sample_value("lindero_correlator_gateway_promises_total")
+        behind = {
+            gateway: running.registry.get_sample_value(
+                "lindero_correlator_promise_behind_seconds_count",
+                {"region": "co-ve-cucuta", "gateway": gateway},
+            )
+            for gateway in context.gateways
+        }
     assert promises == 4
+    # each gateway's promise is measured against the region's front from the step after it came
+    assert all(count is not None and count > 0 for count in behind.values()), behind
     latest = [t for _, t in await tracks_in(kafka) if t is not None][-1]
     last_update = dt.datetime.fromisoformat(latest["last_update"])
     assert last_update == dt.datetime.fromisoformat(stamp(38))  # every detection up to the promise
