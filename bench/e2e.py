@@ -49,6 +49,7 @@ from bench._pipeline import (
     MAX_DELAY_S,
     TRACK,
     Dashboard,
+    Latencies,
     Poster,
     Scenario,
     Setting,
@@ -134,6 +135,8 @@ async def measure(
     dashboard = Dashboard(ws)
     ready = asyncio.Event()
     watcher = asyncio.create_task(dashboard.run(ready))
+    stalls = LoopStalls()
+    monitor = asyncio.create_task(stalls.run())
     await asyncio.wait_for(ready.wait(), 30)
     poster = Poster(stack.url("ingest"), keys(), max_delay_s=setting.gateway_wait_s, promise=setting.promise)
     start = time.time()
@@ -157,10 +160,12 @@ async def measure(
     # messages caused by the window's last posts arrive after it: wait for them (not counted in CPU)
     await asyncio.sleep(args.drain)
     watcher.cancel()
-    await asyncio.gather(watcher, return_exceptions=True)
+    monitor.cancel()
+    await asyncio.gather(watcher, monitor, return_exceptions=True)
 
     found = latencies(poster, dashboard)
     end = until + args.drain
+    save_samples(found, stalls, setting, round(plan.rate, -2), window_start)
     tracks = found.select(TRACK, window_start, end)
     alerts = found.select(ALERT, window_start, end)
     sent = np.array(poster.sent)
@@ -211,6 +216,43 @@ async def measure(
         extra={"heartbeats_per_s": poster.heartbeats / max(1e-9, time.time() - start)}
         if setting.promise
         else {},
+    )
+
+
+@dataclass
+class LoopStalls:
+    """This process's event loop (the gateways and the dashboard): when a 10 ms sleep overslept,
+    and by how much. A stall delays every gateway's posts and promises and the dashboard's reading
+    of its frames at once, so it shows up in the latencies as if the services were slow."""
+
+    at: list[float] = field(default_factory=list)
+    late_s: list[float] = field(default_factory=list)
+
+    async def run(self) -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.01)
+            late = time.perf_counter() - before - 0.01
+            if late > 0.02:
+                self.at.append(time.time())
+                self.late_s.append(late)
+
+
+def save_samples(
+    found: Latencies, stalls: LoopStalls, setting: Setting, rate: float, window_start: float
+) -> None:
+    """Every timed message of the row (kind, receive time from the window's start, latency from post
+    and from sensor time, in s) and this process's loop stalls over 20 ms (when, from the window's
+    start, and how long) as bench/out/e2e-samples-<setting>-<rate>.npz: where the tail sits in time
+    (bursts or spread, with this process's stalls or not) is not in the percentiles."""
+    np.savez_compressed(
+        OUT / f"e2e-samples-{setting.name.replace(' ', '')}-{rate:g}.npz",
+        kind=found.kind,
+        received=found.received - window_start,
+        from_post=found.from_post,
+        from_sensor=found.from_sensor,
+        stall_at=np.array(stalls.at) - window_start,
+        stall_s=np.array(stalls.late_s),
     )
 
 
